@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# make run: database, schema, data, demo tokens, then the API and the worker in the foreground.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+PORT="${KERBSIDE_PORT:-8000}"
+HOST="${KERBSIDE_HOST:-127.0.0.1}"
+PY=.venv/bin/python
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  die "port $PORT is already in use; stop what is using it or set KERBSIDE_PORT"
+fi
+
+scripts/pg.sh start
+say "applying migrations, importing GIS data, seeding demo data"
+$PY -m server.cli setup
+$PY -m server.cli demo-tokens --out .data/demo-tokens.env
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping the API and the worker"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+say "starting the worker"
+$PY -m server.worker &
+pids+=($!)
+say "starting the API on http://$HOST:$PORT"
+$PY -m uvicorn server.main:create_app --factory --host "$HOST" --port "$PORT" --log-level warning &
+pids+=($!)
+
+for _ in $(seq 1 60); do
+  if $PY - "$HOST" "$PORT" <<'PY' 2>/dev/null; then break; fi
+import sys, httpx
+httpx.get(f"http://{sys.argv[1]}:{sys.argv[2]}/healthz", timeout=1).raise_for_status()
+PY
+  sleep 0.5
+done
+cat >&2 <<MSG
+
+  Kerbside is running.
+    API       http://$HOST:$PORT/api/v1
+    Docs      http://$HOST:$PORT/docs
+    Health    http://$HOST:$PORT/healthz
+  Demo tokens are in the table above (and in .data/demo-tokens.env).
+  Ctrl-C stops the API and the worker; 'make stop' stops the database.
+
+MSG
+# Stop everything if either process dies.
+wait -n "${pids[@]}" || true

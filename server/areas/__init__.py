@@ -1,0 +1,1 @@
+"""Areas: council boundary, wards, crew zones and contractor service areas."""

@@ -1,0 +1,1 @@
+"""Asset layers, assets, the GIS importer and snapping."""

@@ -1,0 +1,74 @@
+"""Create, verify and revoke bearer tokens (only a SHA-256 of each token is stored)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.auth.models import ROLES, ApiToken
+from server.dispatch.models import Contractor, Crew
+from server.errors import Unprocessable
+
+PREFIX = "ks_"
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, role: str, *, name: str | None = None, contractor: str | None = None,
+                 crew: str | None = None, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    """Make a token for a role (contractor tokens need a contractor); returns the row and the secret."""
+    if role not in ROLES:
+        raise Unprocessable(f"unknown role {role!r}; one of {', '.join(ROLES)}", fields=["role"])
+    contractor_id = crew_id = None
+    if role == "contractor":
+        if not contractor:
+            raise Unprocessable("a contractor token needs --contractor NAME", fields=["contractor"])
+    if contractor:
+        c = session.scalar(select(Contractor).where(Contractor.name == contractor))
+        if c is None:
+            raise Unprocessable(f"no contractor named {contractor!r}", fields=["contractor"])
+        contractor_id = c.id
+    if crew:
+        cr = session.scalar(select(Crew).where(Crew.name == crew))
+        if cr is None:
+            raise Unprocessable(f"no crew named {crew!r}", fields=["crew"])
+        crew_id = cr.id
+    secret = PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name or role, role=role, token_hash=hash_token(secret), prefix=secret[:10],
+                   contractor_id=contractor_id, crew_id=crew_id, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def verify(session: Session, presented: str) -> ApiToken | None:
+    """The live token row for a presented secret, or None (revoked, expired or unknown)."""
+    digest = hash_token(presented)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    # The lookup is by hash; compare again in constant time so timing says nothing of near misses.
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    now = datetime.now(timezone.utc)
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return row
+
+
+def revoke(session: Session, token_id_or_prefix: str) -> int:
+    """Revoke tokens by id or by their printed prefix; returns how many were revoked."""
+    q = select(ApiToken).where(ApiToken.revoked_at.is_(None))
+    if token_id_or_prefix.isdigit():
+        q = q.where(ApiToken.id == int(token_id_or_prefix))
+    else:
+        q = q.where(ApiToken.prefix == token_id_or_prefix[:10])
+    rows = list(session.scalars(q))
+    for r in rows:
+        r.revoked_at = datetime.now(timezone.utc)
+    return len(rows)

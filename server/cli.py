@@ -1,0 +1,141 @@
+"""Kerbside command line: migrate, import GIS data, seed demo data, manage tokens."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kerbside administration",
+                  pretty_exceptions_enable=False)
+token_app = typer.Typer(no_args_is_help=True, help="Create and revoke API tokens")
+app.add_typer(token_app, name="token")
+err = Console(stderr=True)
+
+
+def _register_import() -> None:
+    from server.assets.cli import import_gis
+
+    app.command("import-gis")(import_gis)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply Alembic migrations up to head."""
+    from alembic import command
+    from alembic.config import Config
+
+    from server.config import REPO_ROOT
+
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "server" / "migrations"))
+    try:
+        command.upgrade(cfg, "head")
+    except Exception as exc:  # one clear line, not a traceback
+        _fail(f"migration failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    err.print("[green]database schema is up to date[/]")
+
+
+@app.command()
+def seed() -> None:
+    """Sync the category catalogue and insert the demo crews and contractors (idempotent)."""
+    from server.catalogue.service import sync_to_db
+    from server.db import new_session
+    from server.dispatch.seed import seed_demo
+
+    with new_session() as s:
+        n = sync_to_db(s)
+        seed_demo(s)
+        s.commit()
+    err.print(f"[green]{n} categories synced; demo crews and contractors are in place[/]")
+
+
+@app.command()
+def setup(ctx: typer.Context) -> None:
+    """Everything a fresh database needs: migrate, import the GIS data, seed (each idempotent)."""
+    ctx.invoke(migrate)
+    from server.assets.cli import import_gis
+
+    ctx.invoke(import_gis, only=None)
+    ctx.invoke(seed)
+
+
+@app.command("demo-tokens")
+def demo_tokens(out: Optional[str] = typer.Option(None, help="also write NAME=token lines to this file")) -> None:
+    """Revoke the previous demo tokens and make one per role; print them as a table."""
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from server.auth.models import ApiToken
+    from server.auth.tokens import create_token
+    from server.db import new_session
+
+    wanted = [("field_worker", {}), ("crew", {"crew": "cleansing_north"}), ("advisor", {}), ("supervisor", {}),
+              ("contractor", {"contractor": "street_lighting"}), ("admin", {})]
+    made = []
+    with new_session() as s:
+        for row in s.scalars(select(ApiToken).where(ApiToken.name.like("demo-%"), ApiToken.revoked_at.is_(None))):
+            row.revoked_at = datetime.now(timezone.utc)
+        for role, scope in wanted:
+            _, secret = create_token(s, role, name=f"demo-{role}", **scope)
+            made.append((role, scope, secret))
+        s.commit()
+    table = Table(title="Demo tokens (new each start; the previous ones are revoked)")
+    for col in ("role", "scope", "token"):
+        table.add_column(col)
+    for role, scope, secret in made:
+        table.add_row(role, ", ".join(f"{k}={v}" for k, v in scope.items()), secret)
+    Console().print(table)
+    if out:
+        with open(out, "w") as fh:
+            for role, _, secret in made:
+                fh.write(f"KERBSIDE_DEMO_TOKEN_{role.upper()}={secret}\n")
+
+
+@token_app.command("create")
+def token_create(
+    role: str = typer.Option(..., help="field_worker, crew, advisor, supervisor, contractor or admin"),
+    contractor: Optional[str] = typer.Option(None, help="contractor name (contractor tokens)"),
+    crew: Optional[str] = typer.Option(None, help="crew name (crew tokens)"),
+    name: Optional[str] = typer.Option(None, help="a label for the token"),
+) -> None:
+    """Create a token and print it (only the token) on stdout."""
+    from server.auth.tokens import create_token
+    from server.db import new_session
+    from server.errors import DomainError
+
+    with new_session() as s:
+        try:
+            _, secret = create_token(s, role, name=name, contractor=contractor, crew=crew)
+        except DomainError as exc:
+            _fail(exc.detail)
+        s.commit()
+    sys.stdout.write(secret + "\n")
+
+
+@token_app.command("revoke")
+def token_revoke(token: str = typer.Argument(..., help="token id, the token or its printed prefix")) -> None:
+    """Revoke a token."""
+    from server.auth.tokens import revoke
+    from server.db import new_session
+
+    with new_session() as s:
+        n = revoke(s, token)
+        s.commit()
+    if n == 0:
+        _fail("no live token matched")
+    err.print(f"revoked {n} token(s)")
+
+
+_register_import()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,66 @@
+"""One typed settings class for every Kerbside process (KERBSIDE_* environment variables)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Values that only make sense on a developer's machine; production refuses them.
+DEMO_SECRET = "kerbside-demo-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Settings for the API, the worker, the CLI and the simulator."""
+
+    # .data/local.env is written by scripts/pg.sh (generated DB password); .env is the operator's.
+    model_config = SettingsConfigDict(
+        env_prefix="KERBSIDE_", env_file=(REPO_ROOT / ".data" / "local.env", REPO_ROOT / ".env"), extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    database_url: str = "postgresql+psycopg://kerbside@127.0.0.1:54329/kerbside"
+    db_pool_size: int = Field(10, ge=1, le=200)
+    # Geometry is stored projected (metres) so distances and KNN are cheap and exact enough.
+    srid: int = 27700
+    gis_data_dir: Path = REPO_ROOT.parent / "shared" / "gis"
+    gis_manifest: Path = REPO_ROOT / "gis_data" / "manifest.yaml"
+    catalogue_file: Path = REPO_ROOT / "gis_data" / "categories.yaml"
+    council_name: str = "Bath & North East Somerset Council"
+    # Bank holidays come from the `holidays` library for this UK subdivision.
+    holiday_country: str = "GB"
+    holiday_subdivision: str = "ENG"
+    timezone: str = "Europe/London"
+    photo_root: Path = REPO_ROOT / ".data" / "photos"
+    max_photo_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    webhook_secret: str = DEMO_SECRET
+    public_base_url: str = "http://127.0.0.1:8000"
+    worker_heartbeat_seconds: int = Field(15, ge=1)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.env == "production":
+            problems = []
+            if self.webhook_secret == DEMO_SECRET or len(self.webhook_secret) < 32:
+                problems.append("KERBSIDE_WEBHOOK_SECRET must be set to a random value of 32+ characters")
+            if "127.0.0.1" in self.database_url or "localhost" in self.database_url:
+                problems.append("KERBSIDE_DATABASE_URL points at a local development database")
+            if self.public_base_url.startswith("http://"):
+                problems.append("KERBSIDE_PUBLIC_BASE_URL must be https in production")
+            if problems:
+                raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

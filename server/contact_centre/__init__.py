@@ -1,0 +1,1 @@
+"""Kerbside contact_centre."""

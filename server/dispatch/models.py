@@ -1,0 +1,47 @@
+"""Crews and contractors: who does the work."""
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from geoalchemy2 import Geometry
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Time
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.config import get_settings
+from server.db import Base
+
+SRID = get_settings().srid
+
+
+class Contractor(Base):
+    """An outside organisation reached through a contractor adapter."""
+
+    __tablename__ = "contractors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict] = mapped_column(JSONB, default=dict)
+    # Contract SLA overrides the category's policy, e.g. {"kind": "working_days", "days": 3}.
+    sla_policy: Mapped[dict | None] = mapped_column(JSONB)
+    categories: Mapped[list[str]] = mapped_column(ARRAY(String), default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Crew(Base):
+    """An in-house team working from the field app."""
+
+    __tablename__ = "crews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    team: Mapped[str] = mapped_column(String(100))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    skills: Mapped[list[str]] = mapped_column(ARRAY(String), default=list)
+    shift_start: Mapped[time] = mapped_column(Time, default=time(7, 0))
+    shift_end: Mapped[time] = mapped_column(Time, default=time(17, 0))
+    capacity: Mapped[int] = mapped_column(Integer, default=10)
+    last_position = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,0 +1,113 @@
+"""Domain errors and the one handler that turns them into application/problem+json (RFC 9457)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("kerbside.errors")
+TYPE_BASE = "https://kerbside.example/problems/"
+PROBLEM = "application/problem+json"
+
+
+class DomainError(Exception):
+    """A refusal with a stable code, an HTTP status and (where known) the fields at fault."""
+
+    status = 400
+    code = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, fields: list[str] | None = None, code: str | None = None,
+                 status: int | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.fields = fields or []
+        self.code = code or self.code
+        self.status = status or self.status
+        self.extra = extra or {}
+
+
+class NotFound(DomainError):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(DomainError):
+    status, code, title = 422, "validation-error", "Invalid request"
+
+
+class Unauthorized(DomainError):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(DomainError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class PayloadTooLarge(DomainError):
+    status, code, title = 413, "payload-too-large", "Payload too large"
+
+
+def problem(status: int, code: str, title: str, detail: str, *, fields: list[str] | None = None,
+            instance: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """Build a problem+json response with a stable type URI ending in `code`."""
+    body: dict[str, Any] = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if fields:
+        body["fields"] = fields
+        body["invalid_params"] = [{"name": f} for f in fields]
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem+json handlers on the app."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError):
+        return problem(exc.status, exc.code, exc.title, exc.detail, fields=exc.fields,
+                       instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        fields = sorted({_field_name(tuple(e.get("loc", ()))) for e in errors})
+        detail = "; ".join(f"{_field_name(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in errors[:10])
+        code = "malformed-json" if any(e.get("type") == "json_invalid" for e in errors) else "validation-error"
+        return problem(422, code, "Invalid request", detail, fields=fields, instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+                 413: "payload-too-large", 415: "unsupported-media-type"}
+        code = codes.get(exc.status_code, "http-error")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path,
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return problem(503, "database-unavailable", "Service unavailable",
+                       "The database is not reachable; try again shortly.", headers={"Retry-After": "5"})
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError):
+        if exc.connection_invalidated:
+            return problem(503, "database-unavailable", "Service unavailable",
+                           "The database connection was lost; try again shortly.", headers={"Retry-After": "5"})
+        log.exception("database error")
+        return problem(500, "internal-error", "Internal error", "An unexpected error occurred.")

@@ -1,0 +1,72 @@
+"""Jobs (the work) and their append-only event history."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from geoalchemy2 import Geometry
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.config import get_settings
+from server.db import Base
+
+SRID = get_settings().srid
+
+
+class Job(Base):
+    """A unit of work on an asset or a place, with an SLA clock."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
+    geom = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=False)
+    ward_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    street: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    triage_reason: Mapped[str | None] = mapped_column(String(200))
+    crew_id: Mapped[int | None] = mapped_column(ForeignKey("crews.id"))
+    contractor_id: Mapped[int | None] = mapped_column(ForeignKey("contractors.id"))
+    contractor_ref: Mapped[str | None] = mapped_column(String(100))
+    sla_policy: Mapped[dict] = mapped_column(JSONB, default=dict)
+    sla_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    on_hold_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    at_risk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    demand_count: Mapped[int] = mapped_column(Integer, default=1)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_jobs_geom", "geom", postgresql_using="gist"),
+        Index("ix_jobs_open_asset", "asset_id", "category_code", postgresql_where="status NOT IN ('completed','closed','cancelled','duplicate')"),
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_due_at", "due_at"),
+    )
+
+
+class JobEvent(Base):
+    """One change to a job: who, what, when, where, before/after. Never updated or deleted."""
+
+    __tablename__ = "job_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    geom = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    before: Mapped[dict | None] = mapped_column(JSONB)
+    after: Mapped[dict | None] = mapped_column(JSONB)
+    data: Mapped[dict] = mapped_column(JSONB, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)

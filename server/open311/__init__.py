@@ -1,0 +1,1 @@
+"""Kerbside open311."""
