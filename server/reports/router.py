@@ -1,0 +1,83 @@
+"""Report intake and photos over HTTP (thin: the use cases live in service.py and photos.py)."""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy import select
+
+from server.config import get_settings
+from server.deps import CurrentUser, Principal, SessionDep, require
+from server.errors import DomainError, NotFound
+from server.jobs.access import SEE_ALL, job_or_404, visible
+from server.jobs.models import Job
+from server.reports import photos, service
+from server.reports.models import Photo, Report
+from server.reports.schemas import ReportIn, ReportOut
+
+router = APIRouter(prefix="/api/v1", tags=["reports"])
+REPORTERS = ("field_worker", "crew", "advisor", "supervisor")
+PROBLEM = {"content": {"application/problem+json": {}}}
+
+
+def channel_for(p: Principal) -> str:
+    """Which channel a report arrived by, from who sent it."""
+    return "contact_centre" if p.role in ("advisor", "supervisor") else "field_app"
+
+
+@router.post("/reports", status_code=201, response_model=ReportOut, summary="Report a fault",
+             responses={200: {"model": ReportOut, "description": "a retry: the original answer"},
+                        409: PROBLEM, 422: PROBLEM})
+def create_report(body: ReportIn, session: SessionDep, who: Annotated[Principal, require(*REPORTERS)]):
+    """Take a report: snap it to an asset, attach it to an open job or open one with an SLA clock."""
+    status, answer = service.submit_report(session, who, body, channel_for(who))
+    return JSONResponse(answer, status_code=status)
+
+
+def _report_or_404(session, who: Principal, reference: str) -> Report:
+    q = select(Report).join(Job, Job.id == Report.job_id).where(Report.reference == reference, visible(who))
+    if who.role == "field_worker":
+        q = q.where(Report.token_id == who.token_id)
+    report = session.scalars(q).first()
+    if report is None:
+        raise NotFound(f"no report {reference!r}", fields=["reference"], code="report-not-found")
+    return report
+
+
+@router.get("/reports/{reference}", summary="A report as first answered, with its job's current state")
+def get_report(reference: str, session: SessionDep, who: CurrentUser) -> dict:
+    """The original answer to this report plus the job's current status and due date."""
+    from server.jobs.views import job_summary
+
+    report = _report_or_404(session, who, reference)
+    job = session.get(Job, report.job_id)
+    return {**report.response, "job_now": job_summary(session, job)}
+
+
+@router.post("/reports/{reference}/photos", status_code=201, summary="Add a photo to a report",
+             responses={200: {"description": "a retry: the photo already stored"}, 409: PROBLEM, 413: PROBLEM,
+                        422: PROBLEM})
+async def add_photo(reference: str, session: SessionDep, who: Annotated[Principal, require(*REPORTERS)],
+                    file: UploadFile = File(...), client_id: uuid.UUID = Form(...)):
+    """Upload a JPEG or PNG (multipart `file`, `client_id`); idempotent per photo client_id."""
+    report = _report_or_404(session, who, reference)
+    if who.role not in SEE_ALL and report.token_id != who.token_id:
+        raise NotFound(f"no report {reference!r}", fields=["reference"], code="report-not-found")
+    raw = await file.read(get_settings().max_photo_bytes + 1)
+    status, photo = photos.add_photo(session, who, report, client_id, raw)
+    return JSONResponse(photos.photo_view(photo), status_code=status)
+
+
+@router.get("/photos/{photo_id}", summary="A stored photo (or its thumbnail)", response_class=FileResponse)
+def get_photo(photo_id: int, session: SessionDep, who: CurrentUser, thumbnail: bool = Query(False)):
+    """The metadata-free copy of a photo, to whoever may see its job."""
+    photo = session.scalars(select(Photo).join(Job, Job.id == Photo.job_id)
+                            .where(Photo.id == photo_id, visible(who))).first()
+    if photo is None:
+        raise NotFound(f"no photo {photo_id}", fields=["photo_id"], code="photo-not-found")
+    path = get_settings().photo_root / (photo.thumb_path if thumbnail else photo.path)
+    if not path.is_file():
+        raise DomainError("the photo file is missing from storage", code="photo-missing", status=410)
+    return FileResponse(path, media_type=photo.content_type, headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,225 @@
+"""Report intake against real PostGIS and the real B&NES data."""
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, text
+
+from server.config import get_settings
+from server.jobs.models import Job, JobEvent
+from server.outbox.models import OutboxMessage
+from server.reports.models import Report
+from tests.conftest import auth
+
+BRISTOL = (51.4545, -2.5879)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def unique_grit_bin() -> tuple[str, float, float]:
+    """A real grit bin from the source file whose id is not repeated: (id, lat, lon)."""
+    path = get_settings().gis_data_dir / "banes" / "banes_grit_bins.geojson"
+    feats = json.loads(path.read_text())["features"]
+    counts = Counter(str(f["properties"]["feature_id"]) for f in feats)
+    for f in feats:
+        fid = str(f["properties"]["feature_id"])
+        if counts[fid] == 1 and fid not in ("None", ""):
+            lon, lat = f["geometry"]["coordinates"][:2]
+            return fid, lat, lon
+    raise AssertionError("no unique grit bin id in the source")
+
+
+def body(**over) -> dict:
+    fid, lat, lon = unique_grit_bin()
+    b = {"client_id": str(uuid.uuid4()), "category": "grit_bin", "lat": lat + 0.00003, "lon": lon,
+         "accuracy_m": 5.0, "observed_at": now_iso(), "location_provider": "gps",
+         "answers": {"problem": "empty"}, "description": "Bin is empty before the frost"}
+    b.update(over)
+    return b
+
+
+def post(client, token, b):
+    return client.post("/api/v1/reports", json=b, headers=auth(token))
+
+
+def test_categories_list_the_catalogue(client):
+    r = client.get("/api/v1/categories")
+    assert r.status_code == 200
+    by = {c["code"]: c for c in r.json()}
+    assert {"graffiti", "fly_tipping", "abandoned_vehicle", "street_light", "litter_bin", "grit_bin", "dog_bin",
+            "bench", "pothole"} <= set(by)
+    assert by["street_light"]["layer"] == "street_lights"
+    fault = next(q for q in by["street_light"]["questions"] if q["code"] == "fault")
+    assert fault["datatype"] == "singlevaluelist" and fault["required"] is True
+    assert all(set(v) == {"key", "name"} for v in fault["values"])
+
+
+def test_report_next_to_a_real_grit_bin_snaps_to_that_bin(client, tokens, db):
+    fid, _, _ = unique_grit_bin()
+    r = post(client, tokens["field_worker"], body())
+    assert r.status_code == 201, r.text
+    out = r.json()
+    job = out["job"]
+    assert job["asset"]["layer"] == "grit_bins" and job["asset"]["ref"] == fid
+    assert job["asset"]["distance_m"] < 10
+    assert job["status"] == "new" and job["attached"] is False
+    assert job["ward"] and job["street"]
+    due = datetime.fromisoformat(job["due_at"])
+    assert due > datetime.now(timezone.utc)
+    assert out["snap"]["confidence"] > 0.5
+    # Events and the dispatch outbox row were written in the same transaction.
+    j = db.scalar(select(Job).where(Job.reference == job["reference"]))
+    types = [e.type for e in db.scalars(select(JobEvent).where(JobEvent.job_id == j.id).order_by(JobEvent.id))]
+    assert types[:2] == ["report_received", "job_opened"] and "snapped" in types and "sla_set" in types
+    assert db.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.job_id == j.id,
+                                                                          OutboxMessage.destination == "dispatch")) == 1
+
+
+def test_second_report_on_the_same_bin_attaches_to_the_same_job(client, tokens, db):
+    first = post(client, tokens["field_worker"], body()).json()["job"]
+    second = post(client, tokens["advisor"], body(lat=body()["lat"] - 0.00002)).json()
+    assert second["job"]["reference"] == first["reference"]
+    assert second["job"]["attached"] is True and second["job"]["demand_count"] == 2
+    assert second["channel"] == "contact_centre"
+    j = db.scalar(select(Job).where(Job.reference == first["reference"]))
+    assert db.scalar(select(func.count()).select_from(Report).where(Report.job_id == j.id)) == 2
+    # Only one dispatch order for the job, however many reports.
+    assert db.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.job_id == j.id)) == 1
+
+
+def test_a_report_far_from_any_grit_bin_goes_to_triage(client, tokens, db):
+    # Find a point inside the council area at least 500 m from every grit bin, from the data itself.
+    lat, lon = db.execute(text("""
+        WITH g AS (SELECT a.geom FROM assets a JOIN asset_layers l ON l.id = a.layer_id WHERE l.name = 'grit_bins'),
+        w AS (SELECT ST_PointOnSurface(geom) p FROM areas WHERE kind = 'ward')
+        SELECT ST_Y(ST_Transform(p, 4326)), ST_X(ST_Transform(p, 4326)) FROM w
+         WHERE NOT EXISTS (SELECT 1 FROM g WHERE ST_DWithin(g.geom, w.p, 500)) LIMIT 1""")).one()
+    r = post(client, tokens["field_worker"], body(lat=lat, lon=lon))
+    assert r.status_code == 201, r.text
+    job = r.json()["job"]
+    assert job["status"] == "triage" and job["asset"] is None
+    assert "no asset within" in job["triage_reason"]
+    assert job["ward"] is not None
+
+
+def test_a_report_in_bristol_is_refused_and_nothing_is_stored(client, tokens, db):
+    before = db.scalar(select(func.count()).select_from(Report))
+    r = post(client, tokens["field_worker"], body(lat=BRISTOL[0], lon=BRISTOL[1]))
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    p = r.json()
+    assert p["type"].endswith("/out-of-area") and set(p["fields"]) == {"lat", "lon"}
+    assert db.scalar(select(func.count()).select_from(Report)) == before
+
+
+def test_replaying_a_client_id_creates_nothing_new(client, tokens, db):
+    b = body()
+    first = post(client, tokens["field_worker"], b)
+    assert first.status_code == 201
+    counts = lambda: (db.scalar(select(func.count()).select_from(Report)),  # noqa: E731
+                      db.scalar(select(func.count()).select_from(Job)),
+                      db.scalar(select(func.count()).select_from(JobEvent)))
+    before = counts()
+    again = post(client, tokens["field_worker"], b)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert counts() == before
+    changed = post(client, tokens["field_worker"], {**b, "description": "something else"})
+    assert changed.status_code == 409 and changed.json()["type"].endswith("/idempotency-conflict")
+    assert changed.json()["fields"] == ["client_id"]
+    assert counts() == before
+
+
+def test_asset_hint_is_checked_not_trusted(client, tokens):
+    fid, _, _ = unique_grit_bin()
+    ok = post(client, tokens["field_worker"], body(asset_ref=fid))
+    assert ok.status_code == 201 and ok.json()["job"]["asset"]["ref"] == fid
+    bad = post(client, tokens["field_worker"], body(asset_ref="NO-SUCH-BIN"))
+    assert bad.status_code == 422 and bad.json()["type"].endswith("/unknown-asset")
+    assert bad.json()["fields"] == ["asset_ref"]
+
+
+def test_graffiti_duplicates_by_radius_and_offensive_is_urgent(client, tokens):
+    fid, lat, lon = unique_grit_bin()
+    g = dict(category="graffiti", lat=lat, lon=lon, answers={"offensive": "yes"})
+    first = post(client, tokens["field_worker"], body(**g))
+    assert first.status_code == 201, first.text
+    j = first.json()["job"]
+    assert j["priority"] == "urgent" and j["asset"] is None
+    due = datetime.fromisoformat(j["due_at"])
+    assert timedelta(hours=23) < due - datetime.now(timezone.utc) <= timedelta(hours=24)
+    near = post(client, tokens["field_worker"], body(**{**g, "lat": lat + 0.0001}))  # ~11 m away
+    assert near.json()["job"]["reference"] == j["reference"] and near.json()["job"]["attached"]
+    far = post(client, tokens["field_worker"], body(**{**g, "lat": lat + 0.01}))  # ~1.1 km away
+    assert far.status_code == 201 and far.json()["job"]["reference"] != j["reference"]
+
+
+def test_street_light_due_in_three_working_days(client, tokens, db):
+    lat, lon, ref = db.execute(text("""
+        SELECT ST_Y(ST_Transform(a.geom, 4326)), ST_X(ST_Transform(a.geom, 4326)), a.external_ref
+          FROM assets a JOIN asset_layers l ON l.id = a.layer_id WHERE l.name = 'street_lights'
+          ORDER BY a.id LIMIT 1""")).one()
+    r = post(client, tokens["field_worker"], body(category="street_light", lat=lat, lon=lon,
+                                                  answers={"fault": "out"}))
+    assert r.status_code == 201, r.text
+    j = r.json()["job"]
+    assert j["asset"]["ref"] == ref and j["priority"] == "normal"
+    due = datetime.fromisoformat(j["due_at"])
+    assert due.weekday() < 5
+    assert timedelta(days=1) < due - datetime.now(timezone.utc) < timedelta(days=10)
+
+
+BAD = [
+    ({"lat": 95}, "lat", "validation-error"),
+    ({"lon": "west"}, "lon", "validation-error"),
+    ({"lat": "51.38"}, "lat", "validation-error"),
+    ({"accuracy_m": -1}, "accuracy_m", "validation-error"),
+    ({"category": "unicorns"}, "category", "unknown-category"),
+    ({"answers": {}}, "answers.problem", "invalid-answer"),
+    ({"answers": {"problem": "on fire"}}, "answers.problem", "invalid-answer"),
+    ({"answers": {"problem": 3}}, "answers.problem", "invalid-answer"),
+    ({"description": "x" * 4001}, "description", "validation-error"),
+    ({"description": "<script>alert(1)</script>"}, "description", "validation-error"),
+    ({"observed_at": (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()}, "observed_at",
+     "validation-error"),
+    ({"observed_at": "2026-01-01T10:00:00"}, "observed_at", "validation-error"),
+    ({"client_id": "not-a-uuid"}, "client_id", "validation-error"),
+    ({"surprise": 1}, "surprise", "validation-error"),
+]
+
+
+@pytest.mark.parametrize("change,field,code", BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+def test_bad_input_is_a_4xx_problem_naming_the_field_and_stores_nothing(client, tokens, db, change, field, code):
+    before = db.scalar(select(func.count()).select_from(Report))
+    r = post(client, tokens["field_worker"], body(**change))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    p = r.json()
+    assert p["type"].endswith("/" + code) and field in p["fields"]
+    assert db.scalar(select(func.count()).select_from(Report)) == before
+
+
+def test_nan_latitude_and_oversized_body_are_refused(client, tokens):
+    raw = json.dumps(body()).replace('"accuracy_m": 5.0', '"accuracy_m": NaN')
+    r = client.post("/api/v1/reports", content=raw, headers={**auth(tokens["field_worker"]),
+                                                             "content-type": "application/json"})
+    assert r.status_code == 422 and "accuracy_m" in r.json()["fields"]
+    big = body(description="y" * 3000)
+    big["answers"] = {"problem": "empty", "padding": "z" * (get_settings().max_body_bytes + 10)}
+    r = post(client, tokens["field_worker"], big)
+    assert r.status_code == 413 and r.json()["type"].endswith("/payload-too-large")
+
+
+def test_reports_need_a_reporting_role(client, tokens, db):
+    assert post(client, "nonsense", body()).status_code == 401
+    r = client.post("/api/v1/reports", json=body())
+    assert r.status_code == 401 and r.json()["type"].endswith("/unauthorized")
+    from server.auth.tokens import create_token
+
+    _, contractor = create_token(db, "contractor", contractor="street_lighting")
+    assert post(client, contractor, body()).status_code == 403
