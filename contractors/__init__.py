@@ -1,0 +1,25 @@
+"""Contractor adapters: how Kerbside talks to outside organisations that do the work.
+
+Importable without `server/` (a test checks it). The server's outbox worker calls
+`registry.get_adapter(contractor.adapter, contractor.config)` and then `submit` / `cancel`;
+its inbound path calls `parse_webhook` (push) or `fetch_updates` (poll) and feeds every
+`StatusUpdate` through one deduplicating path keyed on `update_id`.
+"""
+from contractors.base import (
+    OUR_STATUSES,
+    ContractorAdapter,
+    ContractorError,
+    PayloadError,
+    StatusMapError,
+    StatusUpdate,
+    SubmitResult,
+    UpdateBatch,
+    WorkOrder,
+)
+from contractors.registry import get_adapter
+from contractors.signing import SignatureError
+
+__all__ = [
+    "OUR_STATUSES", "ContractorAdapter", "ContractorError", "PayloadError", "SignatureError", "StatusMapError",
+    "StatusUpdate", "SubmitResult", "UpdateBatch", "WorkOrder", "get_adapter",
+]
