@@ -26,7 +26,8 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 say "starting the worker"
 $PY -m server.worker &
@@ -52,5 +53,12 @@ cat >&2 <<MSG
   Ctrl-C stops the API and the worker; 'make stop' stops the database.
 
 MSG
-# Stop everything if either process dies.
-wait -n "${pids[@]}" || true
+# Stay in the foreground until Ctrl-C/SIGTERM, until either process dies, or until our parent
+# (make) is gone: make does not pass SIGTERM on to the recipe, so we watch for it ourselves.
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null; do
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || { say "a Kerbside process exited"; exit 1; }
+  done
+  sleep 1
+done

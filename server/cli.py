@@ -79,7 +79,7 @@ def demo_tokens(out: Optional[str] = typer.Option(None, help="also write NAME=to
     from server.db import new_session
 
     wanted = [("field_worker", {}), ("crew", {"crew": "cleansing_north"}), ("advisor", {}), ("supervisor", {}),
-              ("contractor", {"contractor": "street_lighting"}), ("admin", {})]
+              ("contractor", {"contractor": "street-lighting"}), ("admin", {})]
     made = []
     with new_session() as s:
         for row in s.scalars(select(ApiToken).where(ApiToken.name.like("demo-%"), ApiToken.revoked_at.is_(None))):
@@ -89,11 +89,12 @@ def demo_tokens(out: Optional[str] = typer.Option(None, help="also write NAME=to
             made.append((role, scope, secret))
         s.commit()
     table = Table(title="Demo tokens (new each start; the previous ones are revoked)")
-    for col in ("role", "scope", "token"):
-        table.add_column(col)
+    table.add_column("role")
+    table.add_column("scope")
+    table.add_column("token", no_wrap=True, overflow="ignore")
     for role, scope, secret in made:
         table.add_row(role, ", ".join(f"{k}={v}" for k, v in scope.items()), secret)
-    Console().print(table)
+    Console(width=120).print(table)
     if out:
         with open(out, "w") as fh:
             for role, _, secret in made:

@@ -36,6 +36,7 @@ def scheduled_jobs() -> list[tuple[callable, int]]:
 def main() -> None:
     """Run the scheduler in the foreground until SIGINT/SIGTERM."""
     logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per run is noise
     scheduler = BlockingScheduler(timezone="UTC")
     for fn, seconds in scheduled_jobs():
         # coalesce + max_instances=1: a slow run is never stacked on itself.

@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 from server.dispatch.models import Contractor, Crew
 
 CONTRACTORS = [
-    dict(name="street_lighting", title="Brightway Street Lighting Ltd", adapter="street_lighting",
+    dict(name="street-lighting", title="Brightway Street Lighting Ltd", adapter="street_lighting",
          categories=["street_light"], sla_policy={"kind": "working_days", "days": 3, "cutoff": "15:00"},
          config={"base_url": "http://127.0.0.1:8100"}),
-    dict(name="highways_contractor", title="Avon Highways Services", adapter="open311",
-         categories=["pothole"], sla_policy=None, config={"base_url": "http://127.0.0.1:8100/open311"}),
+    dict(name="green-spaces", title="Green Spaces Grounds Maintenance", adapter="street_lighting",
+         categories=["bench", "dog_bin"], sla_policy=None, config={"base_url": "http://127.0.0.1:8101"}),
 ]
 
 CREWS = [

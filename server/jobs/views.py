@@ -49,10 +49,10 @@ def summary_row(row) -> dict:
     """A list row from one result of summary_select()."""
     job: Job = row.Job
     if row.contractor:
-        assignee = {"type": "contractor", "name": row.contractor, "title": row.contractor_title,
+        assignee = {"kind": "contractor", "name": row.contractor, "title": row.contractor_title,
                     "reference": job.contractor_ref}
     elif row.crew:
-        assignee = {"type": "crew", "name": row.crew, "title": row.crew_title}
+        assignee = {"kind": "crew", "name": row.crew, "title": row.crew_title}
     else:
         assignee = None
     return {
@@ -61,7 +61,7 @@ def summary_row(row) -> dict:
         "open311_status": rules.open311_status(job.status), "priority": job.priority,
         "asset": {"layer": row.layer, "ref": row.asset_ref, "name": row.asset_name} if row.asset_ref else None,
         "ward": row.ward, "street": job.street, "lat": round(row.lat, 6), "lon": round(row.lon, 6),
-        "assignee": assignee, "due_at": iso(job.due_at), "demand_count": job.demand_count,
+        "assignee": assignee, "contractor_ref": job.contractor_ref, "due_at": iso(job.due_at), "demand_count": job.demand_count,
         "triage_reason": job.triage_reason, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
         "resolved_at": iso(job.resolved_at),
     }

@@ -69,7 +69,7 @@ def test_tokens_are_stored_hashed_and_revoked_or_expired_tokens_fail(db, client)
 
 def test_cli_token_create_prints_only_the_token_and_revoke_works(prepared_db, engine):
     out = subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", "contractor",
-                          "--contractor", "street_lighting"], cwd=ROOT, capture_output=True, text=True)
+                          "--contractor", "street-lighting"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     assert out.stdout == token + "\n" and token.startswith("ks_")

@@ -221,5 +221,5 @@ def test_reports_need_a_reporting_role(client, tokens, db):
     assert r.status_code == 401 and r.json()["type"].endswith("/unauthorized")
     from server.auth.tokens import create_token
 
-    _, contractor = create_token(db, "contractor", contractor="street_lighting")
+    _, contractor = create_token(db, "contractor", contractor="street-lighting")
     assert post(client, contractor, body()).status_code == 403

@@ -133,7 +133,7 @@ def test_job_list_filters_and_free_text(client, tokens):
 def test_contractors_and_other_field_workers_cannot_see_the_job(client, tokens, db):
     rep = post(client, tokens["field_worker"], body()).json()
     ref = rep["job"]["reference"]
-    _, contractor = create_token(db, "contractor", contractor="street_lighting")
+    _, contractor = create_token(db, "contractor", contractor="street-lighting")
     _, other = create_token(db, "field_worker", name="someone-else")
     for token in (contractor, other):
         r = client.get(f"/api/v1/jobs/{ref}", headers=auth(token))

@@ -1,0 +1,1 @@
+"""Kerbside GIS data: the layer manifest, category catalogue and synthetic generators."""
