@@ -12,6 +12,10 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser of its own),
+# and Node.js + npm, if there is none, for the dashboard's front-end packages (Leaflet).
+dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed" || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; 
   elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo";
@@ -35,4 +39,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing pinned Python packages (requirements.txt)"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
+fi
+
+# Front-end packages (Leaflet) from package-lock.json into node_modules/ (git-ignored; the API serves
+# Leaflet's dist files from there). Reinstalled when the lock file changes.
+lock_stamp="node_modules/.package-lock.sha256"
+want_lock="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ ! -d node_modules/leaflet ] || [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$want_lock" ]; then
+  say "installing front-end packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed. Run: npm ci"
+  echo "$want_lock" > "$lock_stamp"
 fi

@@ -29,6 +29,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
+# A contractor simulator per demo contractor, acting as that contractor (its secrets come from the DB).
+for contractor in street-lighting green-spaces; do
+  env_file=".data/sim-$contractor.env"
+  (umask 077; $PY -m server.cli simulator-env "$contractor" > "$env_file")
+  sim_port=$(sed -n 's/^SIM_PORT=//p' "$env_file")
+  if (exec 3<>"/dev/tcp/127.0.0.1/$sim_port") 2>/dev/null; then
+    die "port $sim_port (the $contractor simulator) is already in use"
+  fi
+  say "starting the contractor simulator for $contractor on http://127.0.0.1:$sim_port"
+  (set -a; . "./$env_file"; exec $PY -m contractors.simulator --port "$sim_port") &
+  pids+=($!)
+done
+
 say "starting the worker"
 $PY -m server.worker &
 pids+=($!)
@@ -49,6 +62,8 @@ cat >&2 <<MSG
     API       http://$HOST:$PORT/api/v1
     Docs      http://$HOST:$PORT/docs
     Health    http://$HOST:$PORT/healthz
+    Contractor simulators  street-lighting http://127.0.0.1:$(sed -n 's/^SIM_PORT=//p' .data/sim-street-lighting.env)/_control/state
+                           green-spaces    http://127.0.0.1:$(sed -n 's/^SIM_PORT=//p' .data/sim-green-spaces.env)/_control/state
   Demo tokens are in the table above (and in .data/demo-tokens.env).
   Ctrl-C stops the API and the worker; 'make stop' stops the database.
 

@@ -101,6 +101,41 @@ def demo_tokens(out: Optional[str] = typer.Option(None, help="also write NAME=to
                 fh.write(f"KERBSIDE_DEMO_TOKEN_{role.upper()}={secret}\n")
 
 
+@app.command("simulator-env")
+def simulator_env(contractor: str = typer.Argument(..., help="contractor name, e.g. street-lighting"),
+                  step_seconds: float = typer.Option(20.0, help="seconds per status step in the simulator")) -> None:
+    """Print the SIM_* environment that makes a simulator act as this contractor (secrets from the DB)."""
+    from urllib.parse import urlparse
+
+    from sqlalchemy import select
+
+    from server.config import get_settings
+    from server.db import new_session
+    from server.dispatch.models import Contractor
+
+    with new_session() as s:
+        c = s.scalar(select(Contractor).where(Contractor.name == contractor))
+    if c is None:
+        _fail(f"no contractor named {contractor!r}")
+    cfg = c.config or {}
+    missing = [k for k in ("base_url", "api_key", "webhook_secret") if not cfg.get(k)]
+    if missing:
+        _fail(f"contractor {contractor!r} has no {', '.join(missing)} in its config")
+    settings = get_settings()
+    env = {
+        "SIM_PORT": str(urlparse(cfg["base_url"]).port or 80),
+        "SIM_API_KEY": cfg["api_key"],
+        "SIM_SECRET": cfg.get("request_secret") or cfg["webhook_secret"],
+        "SIM_WEBHOOK_SECRET": cfg["webhook_secret"],
+        "SIM_STEP_SECONDS": str(step_seconds),
+        "SIM_CALLBACK_URL": f"http://{settings.host}:{settings.port}",
+        "SIM_CALLBACK_PATH": f"/api/v1/contractors/{c.name}/webhook",
+        "SIM_REF_PREFIX": "".join(w[0] for w in c.name.split("-")).upper() or "SIM",
+    }
+    for k, v in env.items():
+        sys.stdout.write(f"{k}={v}\n")
+
+
 @token_app.command("create")
 def token_create(
     role: str = typer.Option(..., help="field_worker, crew, advisor, supervisor, contractor or admin"),

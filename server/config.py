@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     gis_data_dir: Path = REPO_ROOT.parent / "shared" / "gis"
     gis_manifest: Path = REPO_ROOT / "gis_data" / "manifest.yaml"
     catalogue_file: Path = REPO_ROOT / "gis_data" / "categories.yaml"
+    zones_file: Path = REPO_ROOT / "gis_data" / "zones.yaml"
+    dispatch_rules_file: Path = REPO_ROOT / "gis_data" / "dispatch.yaml"
     council_name: str = "Bath & North East Somerset Council"
     # Bank holidays come from the `holidays` library for this UK subdivision.
     holiday_country: str = "GB"
@@ -43,6 +45,29 @@ class Settings(BaseSettings):
     webhook_secret: str = DEMO_SECRET
     public_base_url: str = "http://127.0.0.1:8000"
     worker_heartbeat_seconds: int = Field(15, ge=1)
+    sla_sweep_seconds: int = Field(60, ge=1)
+    # A crew completion further than this from the asset (or the job's place) is accepted but flagged.
+    completion_max_distance_m: float = Field(50.0, gt=0)
+    # Contractor simulators for the demo contractors (seeded base_url http://127.0.0.1:PORT).
+    simulator_port: int = Field(8100, ge=1, le=65535)
+    green_spaces_simulator_port: int = Field(8101, ge=1, le=65535)
+    # Durable delivery: attempts before a message is dead, and exponential backoff with jitter.
+    outbox_interval_seconds: float = Field(2.0, gt=0)
+    outbox_max_attempts: int = Field(10, ge=1)
+    outbox_backoff_base_seconds: float = Field(2.0, gt=0)
+    outbox_backoff_cap_seconds: float = Field(600.0, gt=0)
+    contractor_poll_seconds: float = Field(15.0, gt=0)
+    # Open311 GeoReport v2: the one jurisdiction served (a request naming another is a 404).
+    open311_jurisdiction_id: str = "bathnes.gov.uk"
+    # OGC API Features: asset layers and wards readable without a token (jobs always need one).
+    ogc_public_assets: bool = True
+    # Contact centre: CRM webhook URLs on private/loopback addresses are refused unless this is set
+    # (the tests need loopback); production refuses it.
+    allow_private_webhook_urls: bool = False
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # Dashboard base map (XYZ tiles); empty for none: the asset and ward layers still work alone.
+    map_tiles_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    map_tiles_attribution: str = "© OpenStreetMap contributors"
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -53,6 +78,8 @@ class Settings(BaseSettings):
                 problems.append("KERBSIDE_WEBHOOK_SECRET must be set to a random value of 32+ characters")
             if "127.0.0.1" in self.database_url or "localhost" in self.database_url:
                 problems.append("KERBSIDE_DATABASE_URL points at a local development database")
+            if self.allow_private_webhook_urls:
+                problems.append("KERBSIDE_ALLOW_PRIVATE_WEBHOOK_URLS must be off in production")
             if self.public_base_url.startswith("http://"):
                 problems.append("KERBSIDE_PUBLIC_BASE_URL must be https in production")
             if problems:

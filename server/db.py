@@ -41,6 +41,8 @@ def get_engine() -> Engine:
 
 @lru_cache
 def _factory() -> sessionmaker[Session]:
+    import server.models  # noqa: F401  every mapper must be known before the first query
+
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 

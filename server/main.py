@@ -7,11 +7,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from server import __version__, errors
+from server import __version__, contact_centre, errors
 from server.config import get_settings
 from server.catalogue.router import router as categories_router
 from server.health import router as health_router
+from server.inbound.router import router as contractor_router
+from server.dispatch.router import router as dispatch_router
 from server.jobs.router import router as jobs_router
+from server.ogc.router import router as ogc_router
+from server.open311.router import router as open311_router
+from server.outbox.router import router as outbox_router
 from server.reports.router import router as reports_router
 
 log = logging.getLogger("kerbside")
@@ -42,6 +47,7 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI):
         log.info("Kerbside API %s starting (%s)", __version__, settings.env)
         yield
+        await contact_centre.shutdown()
 
     app = FastAPI(
         title="Kerbside API",
@@ -54,5 +60,12 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(categories_router)
     app.include_router(reports_router)
+    # Before the jobs router: /jobs/overdue is not a job reference.
+    app.include_router(dispatch_router)
     app.include_router(jobs_router)
+    app.include_router(contractor_router)
+    app.include_router(outbox_router)
+    app.include_router(open311_router)
+    app.include_router(ogc_router)
+    contact_centre.install(app)  # dashboard pages + API, /api/v1/events, /api/v1/subscriptions
     return app

@@ -29,8 +29,13 @@ def heartbeat() -> None:
 
 def scheduled_jobs() -> list[tuple[callable, int]]:
     """(function, interval seconds) for every periodic job the domain modules declare."""
+    from server.inbound.scheduled import poll_contractors
+    from server.jobs.scheduled import run_sla_sweep
+    from server.outbox.worker import deliver_due
+
     s = get_settings()
-    return [(heartbeat, s.worker_heartbeat_seconds)]
+    return [(heartbeat, s.worker_heartbeat_seconds), (deliver_due, s.outbox_interval_seconds),
+            (poll_contractors, s.contractor_poll_seconds), (run_sla_sweep, s.sla_sweep_seconds)]
 
 
 def main() -> None:

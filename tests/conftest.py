@@ -11,6 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run modules that commit real rows after those that roll back, so counts in the latter stay exact."""
+    items.sort(key=lambda item: item.get_closest_marker("commits") is not None)
+
+
 def _db_url() -> str:
     from server.config import get_settings
 
@@ -23,7 +28,9 @@ def prepared_db() -> str:
     url = _db_url()
     if "test" not in url.rsplit("/", 1)[-1] and not os.environ.get("KERBSIDE_ALLOW_NON_TEST_DB"):
         pytest.exit(f"refusing to run tests against a non-test database ({url.rsplit('/', 1)[-1]}); use `make test`", 2)
-    subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=ROOT, check=True)
+    done = subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.exit(f"`python -m server.cli setup` failed:\n{done.stdout}\n{done.stderr}", 2)
     return url
 
 

@@ -1,11 +1,12 @@
 """Crews and contractors: who does the work."""
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, time
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Time
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Time, func
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.config import get_settings
@@ -27,6 +28,9 @@ class Contractor(Base):
     sla_policy: Mapped[dict | None] = mapped_column(JSONB)
     categories: Mapped[list[str]] = mapped_column(ARRAY(String), default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where polling got to (the adapter's opaque cursor), stored in the same commit as the updates.
+    poll_cursor: Mapped[str | None] = mapped_column(String(1000))
+    polled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Crew(Base):
@@ -45,3 +49,16 @@ class Crew(Base):
     last_position = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class StatusRequest(Base):
+    """A status change sent by a crew (or supervisor) with a client_id: answered once, replayed on retry."""
+
+    __tablename__ = "status_requests"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

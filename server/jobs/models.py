@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,9 +36,16 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     on_hold_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the job crosses the at-risk share of its allowed time (kept with due_at, for the sweep).
+    risk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     at_risk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     demand_count: Mapped[int] = mapped_column(Integer, default=1)
+    # Why an open job is waiting for a supervisor (no rule matched, no crew on shift, rejected…).
+    queue_reason: Mapped[str | None] = mapped_column(String(300))
+    flags: Mapped[list] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    dispatch_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_contractor_update_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -50,6 +57,11 @@ class Job(Base):
         Index("ix_jobs_open_asset", "asset_id", "category_code", postgresql_where="status NOT IN ('completed','closed','cancelled','duplicate')"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_due_at", "due_at"),
+        # The SLA sweep reads only jobs not yet flagged whose deadline has come (partial indexes).
+        Index("ix_jobs_risk_pending", "risk_at", postgresql_where="at_risk_at IS NULL"),
+        Index("ix_jobs_breach_pending", "due_at", postgresql_where="breached_at IS NULL"),
+        # A crew's jobs (GET /me/jobs, and counting open jobs against capacity at dispatch).
+        Index("ix_jobs_crew_id", "crew_id", postgresql_where="crew_id IS NOT NULL"),
     )
 
 

@@ -36,6 +36,9 @@ def append_event(session: Session, job: Job, type_: str, actor: Principal | str,
     session.flush()
     if notify:
         events.publish(session, job.reference, ev.id, type_, job.status)
+    from server.contact_centre.webhooks import fan_out  # CRM webhooks: outbox rows in this transaction
+
+    fan_out(session, job, ev)
     return ev
 
 

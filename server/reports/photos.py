@@ -87,29 +87,43 @@ def _write(path: Path, data: bytes) -> None:
 def add_photo(session: Session, who: Principal, report: Report, client_id: uuid.UUID, raw: bytes,
               kind: str = "report") -> tuple[int, Photo]:
     """Store a photo for a report; the same client_id with the same bytes answers the original (200)."""
+    job = session.get(Job, report.job_id)
+    return _store(session, who, job, report, client_id, raw, kind)
+
+
+def add_job_photo(session: Session, who: Principal, job: Job, client_id: uuid.UUID, raw: bytes,
+                  kind: str = "completion") -> tuple[int, Photo]:
+    """Store a photo taken on a job (e.g. a crew's completion photo), with no report; idempotent per client_id."""
+    return _store(session, who, job, None, client_id, raw, kind)
+
+
+def _store(session: Session, who: Principal, job: Job, report: Report | None, client_id: uuid.UUID, raw: bytes,
+           kind: str) -> tuple[int, Photo]:
     digest = hashlib.sha256(raw).hexdigest()
+    report_id = report.id if report is not None else None
     existing = session.scalar(select(Photo).where(Photo.client_id == client_id))
     if existing is not None:
-        if existing.sha256 != digest or existing.report_id != report.id:
+        if existing.sha256 != digest or existing.report_id != report_id or existing.job_id != job.id:
             raise Conflict("this photo client_id was already used for a different photo", fields=["client_id"],
                            code="idempotency-conflict")
         return 200, existing
     img = clean(raw)
-    job = session.get(Job, report.job_id)
     ext = "png" if img.content_type == "image/png" else "jpg"
     rel = Path(job.reference) / f"{client_id}.{ext}"
     root = get_settings().photo_root
     # Files first, row second: a crash between leaves an orphan file, never a row without a file.
     _write(root / rel, img.data)
     _write(root / rel.with_name(f"{client_id}.thumb.{ext}"), img.thumb)
-    photo = Photo(client_id=client_id, report_id=report.id, job_id=job.id, kind=kind,
+    photo = Photo(client_id=client_id, report_id=report_id, job_id=job.id, kind=kind,
                   content_type=img.content_type, width=img.width, height=img.height, size_bytes=len(img.data),
                   sha256=digest, path=str(rel), thumb_path=str(rel.with_name(f"{client_id}.thumb.{ext}")),
                   token_id=who.token_id)
     session.add(photo)
     try:
         session.flush()
-        append_event(session, job, events.PHOTO_ADDED, who, data={"photo": photo.id, "report": report.reference})
+        data = {"photo": photo.id, "report": report.reference} if report is not None else {"photo": photo.id,
+                                                                                          "kind": kind}
+        append_event(session, job, events.PHOTO_ADDED, who, data=data)
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -25,6 +25,7 @@ from server.jobs import sla
 from server.jobs.models import Job
 from server.jobs.rules import OPEN_STATUSES
 from server.jobs.service import append_event, iso, next_reference
+from server.jobs.transitions import set_due
 from server.outbox.service import enqueue
 from server.reports.models import Report
 from server.reports.schemas import ReportIn
@@ -179,7 +180,7 @@ def _escalate(session: Session, job: Job, category: CategoryDef, priority: str, 
     before = {"priority": job.priority, "due_at": iso(job.due_at)}
     job.priority, job.sla_policy = priority, policy
     if job.due_at is None or due < job.due_at:
-        job.due_at = due
+        set_due(job, due)
     append_event(session, job, "priority_raised", who, before=before,
                  after={"priority": job.priority, "due_at": iso(job.due_at)}, notify=False)
 
@@ -210,9 +211,10 @@ def _new_job(session, category, data, chosen, place, priority, point, now, snap)
         reference=next_reference(session, "job"), category_code=category.code,
         asset_id=chosen.asset_id if chosen else None, geom=point, ward_id=place.ward_id, street=place.street,
         priority=priority, status="triage" if triage else "new", triage_reason=snap.reason if triage else None,
-        sla_policy=policy, sla_started_at=now, due_at=due, demand_count=1, description=data.description,
+        sla_policy=policy, sla_started_at=now, demand_count=1, description=data.description,
         created_at=now, updated_at=now,
     )
+    set_due(job, due)
     session.add(job)
     session.flush()
     return job

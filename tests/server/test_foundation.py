@@ -47,7 +47,7 @@ def test_healthz_reports_database_postgis_layers_and_areas(client):
     assert r.status_code == 200
     h = r.json()
     assert h["database"].startswith("15") and h["postgis"].startswith("3")
-    assert h["areas"] == {"boundary": 1, "wards": 33}
+    assert h["areas"] == {"boundary": 1, "wards": 33, "crew_zone": 2, "contractor_area": 2}
     for layer in ("street_lights", "litter_bins", "grit_bins", "dog_bins", "benches", "roads"):
         assert h["layers"][layer] > 0, layer
     assert h["layers"]["roads"] == 9015

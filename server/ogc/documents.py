@@ -1,0 +1,157 @@
+"""OGC API Features Part 1 documents as plain data (pure: no database, no web framework)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import quote, urlencode
+
+from server.ogc.params import DEFAULT_LIMIT, MAX_LIMIT
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+]
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection is: id, words, its CRS84 extent and, for jobs, its time span."""
+
+    id: str
+    title: str
+    description: str
+    bbox: tuple[float, float, float, float] | None
+    temporal: tuple[datetime | None, datetime | None] | None = None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def link(href: str, rel: str, type_: str = JSON, title: str | None = None) -> dict:
+    """One link object."""
+    out = {"href": href, "rel": rel, "type": type_}
+    if title:
+        out["title"] = title
+    return out
+
+
+def landing(base: str, title: str, description: str) -> dict:
+    """The landing page: links to the API definition, conformance and the collections."""
+    return {"title": title, "description": description, "links": [
+        link(f"{base}?f=json", "self", JSON, "This document"),
+        link(f"{base}/api", "service-desc", OPENAPI, "The API definition (OpenAPI 3.0)"),
+        link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
+        link(f"{base}/collections", "data", JSON, "The feature collections"),
+    ]}
+
+
+def conformance() -> dict:
+    """The conformance classes implemented: Core, GeoJSON and OpenAPI 3.0."""
+    return {"conformsTo": list(CONFORMANCE)}
+
+
+def collection(base: str, c: CollectionInfo) -> dict:
+    """One collection's metadata with its items link and extent."""
+    href = f"{base}/collections/{quote(c.id)}"
+    out = {"id": c.id, "title": c.title, "description": c.description, "itemType": "feature", "crs": [CRS84],
+           "links": [link(href, "self", JSON, c.title), link(f"{href}/items", "items", GEOJSON, "The features")]}
+    extent: dict = {}
+    if c.bbox:
+        extent["spatial"] = {"bbox": [list(c.bbox)], "crs": CRS84}
+    if c.temporal:
+        extent["temporal"] = {"interval": [[_iso(c.temporal[0]), _iso(c.temporal[1])]], "trs": GREGORIAN}
+    if extent:
+        out["extent"] = extent
+    return out
+
+
+def collections(base: str, infos: list[CollectionInfo]) -> dict:
+    """The collections list."""
+    return {"links": [link(f"{base}/collections", "self", JSON, "The feature collections")],
+            "collections": [collection(base, c) for c in infos]}
+
+
+def feature(fid: str, geometry: dict | None, properties: dict) -> dict:
+    """One GeoJSON feature."""
+    return {"type": "Feature", "id": fid, "geometry": geometry, "properties": properties}
+
+
+def items_page(base: str, collection_id: str, features: list[dict], *, matched: int, limit: int, offset: int,
+               query: dict[str, str]) -> dict:
+    """A GeoJSON FeatureCollection page with numberMatched/numberReturned and self/next/prev links."""
+    href = f"{base}/collections/{quote(collection_id)}/items"
+
+    def page(at: int) -> str:
+        return f"{href}?{urlencode({**query, 'limit': limit, 'offset': at})}"
+
+    links = [link(page(offset), "self", GEOJSON, "This page"),
+             link(f"{base}/collections/{quote(collection_id)}", "collection", JSON, "The collection")]
+    if offset + len(features) < matched:
+        links.append(link(page(offset + limit), "next", GEOJSON, "Next page"))
+    if offset > 0:
+        links.append(link(page(max(0, offset - limit)), "prev", GEOJSON, "Previous page"))
+    return {"type": "FeatureCollection", "features": features, "links": links,
+            "timeStamp": _iso(datetime.now(timezone.utc).replace(microsecond=0)),
+            "numberMatched": matched, "numberReturned": len(features)}
+
+
+def one_feature(base: str, collection_id: str, f: dict) -> dict:
+    """A single feature with its self and collection links."""
+    href = f"{base}/collections/{quote(collection_id)}"
+    return {**f, "links": [link(f"{href}/items/{quote(str(f['id']), safe='')}", "self", GEOJSON, "This feature"),
+                           link(href, "collection", JSON, "The collection")]}
+
+
+def exception(code: str, description: str) -> dict:
+    """The OGC API exception body."""
+    return {"code": code, "description": description}
+
+
+def _param(name: str, schema: dict, description: str, where: str = "query") -> dict:
+    out = {"name": name, "in": where, "required": where == "path", "description": description, "schema": schema}
+    if where == "query":
+        out.update(style="form", explode=False)
+    return out
+
+
+def openapi(base: str, title: str, version: str) -> dict:
+    """An OpenAPI 3.0 definition of the OGC API part (what GDAL and OWSLib read for limits)."""
+    f = _param("f", {"type": "string", "enum": ["json"]}, "Output format (JSON only)")
+    cid = _param("collectionId", {"type": "string"}, "A collection id", "path")
+    items_params = [cid, f,
+                    _param("bbox", {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+                           "minLon,minLat,maxLon,maxLat in CRS84"),
+                    _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                           f"Page size; values above {MAX_LIMIT} are served as {MAX_LIMIT}"),
+                    _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Features to skip"),
+                    _param("datetime", {"type": "string"}, "Instant or interval (RFC 3339); used by jobs")]
+    ok = {"description": "OK", "content": {JSON: {}}}
+    geo = {"description": "OK", "content": {GEOJSON: {}}}
+    err = {"description": "Bad request", "content": {JSON: {}}}
+    paths = {
+        "/": {"get": {"summary": "Landing page", "operationId": "getLandingPage", "parameters": [f],
+                      "responses": {"200": ok}}},
+        "/conformance": {"get": {"summary": "Conformance classes", "operationId": "getConformance",
+                                 "parameters": [f], "responses": {"200": ok}}},
+        "/collections": {"get": {"summary": "Feature collections", "operationId": "getCollections",
+                                 "parameters": [f], "responses": {"200": ok}}},
+        "/collections/{collectionId}": {"get": {"summary": "One collection", "operationId": "describeCollection",
+                                                "parameters": [cid, f], "responses": {"200": ok, "404": err}}},
+        "/collections/{collectionId}/items": {"get": {
+            "summary": "Features", "operationId": "getFeatures", "parameters": items_params,
+            "responses": {"200": geo, "400": err, "404": err}}},
+        "/collections/{collectionId}/items/{featureId}": {"get": {
+            "summary": "One feature", "operationId": "getFeature",
+            "parameters": [cid, _param("featureId", {"type": "string"}, "A feature id", "path"), f],
+            "responses": {"200": geo, "404": err}}},
+    }
+    return {"openapi": "3.0.3", "info": {"title": title, "version": version},
+            "servers": [{"url": base}], "paths": paths,
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}

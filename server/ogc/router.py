@@ -1,0 +1,112 @@
+"""OGC API Features (Part 1: Core, GeoJSON, OpenAPI 3.0) at /ogc — thin HTTP glue, JSON only.
+
+Authentication is the API's bearer token (GDAL: --config GDAL_HTTP_HEADERS "Authorization: Bearer …").
+Errors are {code, description} JSON with 400/401/403/404.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from server import __version__
+from server.auth.tokens import verify
+from server.config import get_settings
+from server.deps import Principal, SessionDep
+from server.ogc import documents, params, service
+from server.ogc.params import OgcError
+
+router = APIRouter(prefix="/ogc", tags=["ogc"])
+ONLY_F = frozenset({"f"})
+
+
+def _caller(request: Request, session: Session) -> Principal | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":  # anonymous (other schemes belong to proxies, not to us)
+        return None
+    row = verify(session, token.strip()) if token.strip() else None
+    if row is None:
+        raise OgcError(401, "Unauthorized", "the bearer token is unknown, revoked or expired")
+    return Principal(row.id, row.name, row.role, row.contractor_id, row.crew_id)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/ogc"
+
+
+def _answer(request: Request, build: Callable[[dict[str, str]], dict], *, allowed: frozenset[str] = ONLY_F,
+            media_type: str = documents.JSON) -> JSONResponse:
+    """Check the query parameters, build the document, and turn an OgcError into its JSON answer."""
+    try:
+        query = dict(request.query_params)
+        if len(query) != len(request.query_params.multi_items()):
+            raise OgcError(400, "InvalidParameterValue", "a query parameter was given more than once")
+        params.check_known(query, allowed)
+        params.output_format(query.get("f"))
+        return JSONResponse(build(query), media_type=media_type)
+    except OgcError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(documents.exception(exc.code, exc.description), exc.status, headers=headers)
+
+
+@router.get("", summary="OGC API Features landing page")
+def landing(request: Request) -> JSONResponse:
+    """Links to the API definition, the conformance classes and the collections."""
+    s = get_settings()
+    return _answer(request, lambda q: documents.landing(
+        _base(request), f"{s.council_name}: assets and jobs",
+        "Kerbside asset layers, wards and open jobs as OGC API Features (GeoJSON, CRS84)"))
+
+
+@router.get("/conformance", summary="Conformance classes")
+def conformance(request: Request) -> JSONResponse:
+    """Core, GeoJSON and OpenAPI 3.0."""
+    return _answer(request, lambda q: documents.conformance())
+
+
+@router.get("/api", summary="OpenAPI 3.0 definition of the OGC API")
+def api(request: Request) -> JSONResponse:
+    """The service description clients read (limits, parameters)."""
+    return _answer(request, lambda q: documents.openapi(_base(request), "Kerbside OGC API Features", __version__),
+                   media_type=documents.OPENAPI)
+
+
+@router.get("/collections", summary="Feature collections the caller may read")
+def collections(request: Request, session: SessionDep) -> JSONResponse:
+    """Asset layers and wards (public by setting), and open jobs for staff tokens."""
+    return _answer(request, lambda q: documents.collections(
+        _base(request), service.collection_infos(session, _caller(request, session))))
+
+
+@router.get("/collections/{collection_id}", summary="One collection")
+def collection(collection_id: str, request: Request, session: SessionDep) -> JSONResponse:
+    """A collection's metadata and extent."""
+    return _answer(request, lambda q: documents.collection(
+        _base(request), service.collection_info(session, _caller(request, session), collection_id)))
+
+
+@router.get("/collections/{collection_id}/items", summary="Features: bbox, limit, offset, datetime")
+def items(collection_id: str, request: Request, session: SessionDep) -> JSONResponse:
+    """A GeoJSON page of features with numberMatched, numberReturned and a next link."""
+    def build(q: dict[str, str]) -> dict:
+        who = _caller(request, session)
+        info = service.collection_info(session, who, collection_id)
+        limit, offset = params.limit(q.get("limit")), params.offset(q.get("offset"))
+        bbox, when = params.bbox(q.get("bbox")), params.interval(q.get("datetime"))
+        feats, matched = service.items(session, who, info, bbox=bbox, when=when, limit=limit, offset=offset)
+        keep = {k: v for k, v in q.items() if k in ("f", "bbox", "datetime")}
+        return documents.items_page(_base(request), collection_id, feats, matched=matched, limit=limit,
+                                    offset=offset, query=keep)
+    return _answer(request, build, allowed=params.ITEMS_PARAMS, media_type=documents.GEOJSON)
+
+
+@router.get("/collections/{collection_id}/items/{feature_id:path}", summary="One feature")
+def item(collection_id: str, feature_id: str, request: Request, session: SessionDep) -> JSONResponse:
+    """One feature by id (asset reference, job reference or ward code)."""
+    def build(q: dict[str, str]) -> dict:
+        who = _caller(request, session)
+        info = service.collection_info(session, who, collection_id)
+        return documents.one_feature(_base(request), collection_id, service.one(session, who, info, feature_id))
+    return _answer(request, build, media_type=documents.GEOJSON)
