@@ -11,7 +11,7 @@ from sqlalchemy import select
 from server.config import get_settings
 from server.deps import CurrentUser, Principal, SessionDep, require
 from server.errors import DomainError, NotFound
-from server.jobs.access import SEE_ALL, job_or_404, visible
+from server.jobs.access import SEE_ALL, visible
 from server.jobs.models import Job
 from server.reports import photos, service
 from server.reports.models import Photo, Report

@@ -85,7 +85,7 @@ def revoke_tokens(ids: list[int]) -> None:
 
 
 def free_street_light(exclude: set[str] | None = None) -> dict:
-    """A synthetic B&NES street light with no job on it yet (ref, lat, lon, street)."""
+    """A synthetic B&NES street light with no job on it and no other light within 15 m (ref, lat, lon, street)."""
     with new_session() as s:
         rows = s.execute(text("""
             SELECT a.external_ref AS ref, ST_Y(ST_Transform(a.geom, 4326)) AS lat,
@@ -93,6 +93,9 @@ def free_street_light(exclude: set[str] | None = None) -> dict:
               FROM assets a JOIN asset_layers l ON l.id = a.layer_id
              WHERE l.name = 'street_lights' AND a.street IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id)
+               -- alone on the map, so a click on it cannot land on a neighbour drawn on top
+               AND NOT EXISTS (SELECT 1 FROM assets b WHERE b.layer_id = a.layer_id AND b.id <> a.id
+                                  AND ST_DWithin(b.geom, a.geom, 15))
              ORDER BY random() LIMIT 20""")).mappings().all()
     for r in rows:
         if r["ref"] not in (exclude or set()):

@@ -1,6 +1,7 @@
 """GET /api/v1/events against real API processes: live delivery across processes, Last-Event-ID catch-up, scoping."""
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -146,4 +147,5 @@ def test_an_api_process_with_open_streams_stops_promptly(who, tmp_path):
         took = time.monotonic() - started
     finally:
         stop(api.proc)
-    assert api.proc.returncode == 0 and took < 5, (api.proc.returncode, took)
+    # uvicorn re-raises the signal once it has shut down cleanly.
+    assert api.proc.returncode in (0, -signal.SIGTERM) and took < 5, (api.proc.returncode, took)
