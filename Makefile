@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 TEST_DB ?= kerbside_test
 
-.PHONY: run test install db stop migrate import seed tokens clean-data
+.PHONY: run test fuzz install db stop migrate import seed tokens clean-data mobile bench
 
 install:  ## install system packages and the pinned Python environment
 	@scripts/install.sh
@@ -20,6 +20,14 @@ test: install  ## the whole suite against a throwaway database
 	@set -o pipefail; KERBSIDE_ENV=test KERBSIDE_DATABASE_URL="$$(scripts/pg.sh url $(TEST_DB))" \
 	  $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; scripts/pg.sh dropdb $(TEST_DB) || true; exit $$rc
 
+FUZZ_EXAMPLES ?= 200
+fuzz: install  ## the long Schemathesis run: FUZZ_EXAMPLES inputs per operation and mode, new ones each run
+	@scripts/pg.sh start
+	@scripts/pg.sh createdb kerbside_test_fuzz
+	@set -o pipefail; KERBSIDE_ENV=test KERBSIDE_DATABASE_URL="$$(scripts/pg.sh url kerbside_test_fuzz)" \
+	  KERBSIDE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) KERBSIDE_FUZZ_RANDOM=1 \
+	  $(PY) -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; scripts/pg.sh dropdb kerbside_test_fuzz || true; exit $$rc
+
 stop:  ## stop the local database
 	@scripts/pg.sh stop
 
@@ -34,3 +42,9 @@ seed: db
 
 tokens: db
 	@$(PY) -m server.cli demo-tokens
+
+mobile: install  ## the Kivy field app on this desktop (fake GPS + camera); sign in to a server from `make run`
+	@KIVY_NO_ARGS=1 KERBSIDE_APP_DATA="$${KERBSIDE_APP_DATA:-.data/fieldapp}" $(PY) -m mobile.main
+
+bench: db  ## intake load benchmark: 1M assets, wrk, intake vs baseline; appends to bench/RESULTS.md
+	@$(PY) -m bench.intake run --assets 1000000 --duration 30 --connections 16 --workers 1 --workers 2

@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     database_url: str = "postgresql+psycopg://kerbside@127.0.0.1:54329/kerbside"
-    db_pool_size: int = Field(10, ge=1, le=200)
+    # Sized to the request threadpool (anyio: 40 threads), so busy workers never churn connections.
+    db_pool_size: int = Field(20, ge=1, le=200)
+    # How long a request waits for a free pooled connection before it is answered 503 (a stalled or
+    # overloaded database must not pile up requests without bound).
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300)
     # Geometry is stored projected (metres) so distances and KNN are cheap and exact enough.
     srid: int = 27700
     gis_data_dir: Path = REPO_ROOT.parent / "shared" / "gis"
@@ -69,6 +73,23 @@ class Settings(BaseSettings):
     map_tiles_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     map_tiles_attribution: str = "© OpenStreetMap contributors"
     log_level: str = "INFO"
+    # json: one JSON object per line with the request id; text: the same, human-readable.
+    log_format: Literal["json", "text"] = "json"
+    # /metrics: with a token, `Authorization: Bearer <token>`; without one, loopback callers only.
+    metrics_token: str = ""
+    # Unknown/revoked/expired tokens per client address before 429 (a `limits` rate string, e.g. 20/minute).
+    auth_failure_rate: str = "20/minute"
+
+    @field_validator("auth_failure_rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError as exc:
+            raise ValueError(f"auth_failure_rate must read like '20/minute': {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -80,6 +101,8 @@ class Settings(BaseSettings):
                 problems.append("KERBSIDE_DATABASE_URL points at a local development database")
             if self.allow_private_webhook_urls:
                 problems.append("KERBSIDE_ALLOW_PRIVATE_WEBHOOK_URLS must be off in production")
+            if self.metrics_token and len(self.metrics_token) < 32:
+                problems.append("KERBSIDE_METRICS_TOKEN must be 32+ random characters (or empty: loopback only)")
             if self.public_base_url.startswith("http://"):
                 problems.append("KERBSIDE_PUBLIC_BASE_URL must be https in production")
             if problems:

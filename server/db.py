@@ -34,8 +34,10 @@ def get_engine() -> Engine:
         pool_size=s.db_pool_size,
         max_overflow=s.db_pool_size,
         pool_pre_ping=True,
-        pool_timeout=10,
+        pool_timeout=s.db_pool_timeout_seconds,
         connect_args={"connect_timeout": 5},
+        # Errors are logged; their SQL parameters may hold secrets (webhook secrets, tokens' hashes).
+        hide_parameters=True,
     )
 
 

@@ -1,17 +1,19 @@
 """FastAPI dependencies: the session, the current principal, role checks."""
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Union, get_args, get_origin
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from server.auth.tokens import verify
 from server.db import get_session
-from server.errors import Forbidden, Unauthorized
+from server.errors import Forbidden, Unauthorized, Unprocessable
 
 SessionDep = Annotated[Session, Depends(get_session)]
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,10 @@ def current_principal(request: Request, session: SessionDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send 'Authorization: Bearer <token>'", fields=["Authorization"])
+        raise Unauthorized("send 'Authorization: Bearer <token>'", fields=["Authorization"], headers=CHALLENGE)
     row = verify(session, token.strip())
     if row is None:
-        raise Unauthorized("the token is unknown, revoked or expired", fields=["Authorization"])
+        raise Unauthorized("the token is unknown, revoked or expired", fields=["Authorization"], headers=CHALLENGE)
     return Principal(row.id, row.name, row.role, row.contractor_id, row.crew_id)
 
 
@@ -52,4 +54,33 @@ def require(*roles: str):
             raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
         return user
 
+    check.roles = roles  # read by server.openapi to declare the 403
     return Depends(check)
+
+
+def _is_list(annotation) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_list(a) for a in get_args(annotation))
+    if origin is Annotated:
+        return _is_list(get_args(annotation)[0])
+    return origin in (list, set, tuple, frozenset)
+
+
+async def single_valued_query(request: Request) -> None:
+    """App-wide: a query parameter declared as one value may be given once (not silently last-wins).
+
+    Async: it only reads the request, so it needs no worker thread.
+    """
+    stack = [getattr(request.scope.get("route"), "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        for param in dependant.query_params:
+            name = param.alias or param.name
+            n = len(request.query_params.getlist(name))
+            if n > 1 and not _is_list(param.field_info.annotation):
+                raise Unprocessable(f"{name} was given {n} times; give it once", fields=[name],
+                                    code="repeated-parameter")
+        stack.extend(dependant.dependencies)

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("kerbside.errors")
@@ -23,13 +24,15 @@ class DomainError(Exception):
     title = "Bad request"
 
     def __init__(self, detail: str, *, fields: list[str] | None = None, code: str | None = None,
-                 status: int | None = None, extra: dict[str, Any] | None = None):
+                 status: int | None = None, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.detail = detail
         self.fields = fields or []
         self.code = code or self.code
         self.status = status or self.status
         self.extra = extra or {}
+        self.headers = headers
 
 
 class NotFound(DomainError):
@@ -80,7 +83,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError):
         return problem(exc.status, exc.code, exc.title, exc.detail, fields=exc.fields,
-                       instance=request.url.path, **exc.extra)
+                       instance=request.url.path, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -103,6 +106,24 @@ def install(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return problem(503, "database-unavailable", "Service unavailable",
                        "The database is not reachable; try again shortly.", headers={"Retry-After": "5"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _db_busy(request: Request, exc: PoolTimeout):
+        # Every pooled connection is busy (a stalled or overloaded database): say so, do not 500.
+        log.warning("no database connection free: %s", exc.__class__.__name__)
+        return problem(503, "database-unavailable", "Service unavailable",
+                       "No database connection became free in time; try again shortly.",
+                       headers={"Retry-After": "5"})
+
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError):
+        # The database refused a value the caller sent (a NUL character, a number out of range…): their
+        # input, not our bug. Only the kind of refusal is told or logged: PostgreSQL's own message may
+        # quote the value, and a value may be a secret.
+        kind = type(exc.orig).__name__
+        log.warning("value refused by the database (%s) on %s %s", kind, request.method, request.url.path)
+        return problem(422, "invalid-value", "Invalid request", f"a value could not be used ({kind})",
+                       instance=request.url.path)
 
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from starlette.middleware.base import BaseHTTPMiddleware
+from fastapi import Depends, FastAPI
 
-from server import __version__, contact_centre, errors
+from server import __version__, contact_centre, errors, metrics, observability, openapi
+from server.auth.throttle import AuthThrottle
 from server.config import get_settings
+from server.deps import single_valued_query
 from server.catalogue.router import router as categories_router
 from server.health import router as health_router
 from server.inbound.router import router as contractor_router
@@ -22,21 +24,59 @@ from server.reports.router import router as reports_router
 log = logging.getLogger("kerbside")
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse request bodies over the configured size before reading them (413 problem+json)."""
+# Routes that take a photo upload get the photo limit; every other body gets the JSON limit.
+UPLOADS = re.compile(r"/photos$|^/open311/v2/requests\.[^/]*$")
 
-    async def dispatch(self, request: Request, call_next):
+
+class BodyLimit:
+    """Refuse request bodies over the configured size (413 problem+json), with or without Content-Length.
+
+    With Content-Length the check is made before reading anything. Without it (chunked transfer) the
+    body is read here up to the limit and then handed to the app, so an endless stream is cut off.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         s = get_settings()
-        limit = s.max_photo_bytes + 64 * 1024 if "/photos" in request.url.path else s.max_body_bytes
-        length = request.headers.get("content-length")
+        limit = s.max_photo_bytes + 64 * 1024 if UPLOADS.search(scope.get("path", "")) else s.max_body_bytes
+        length = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-length"), None)
         if length is not None:
             if not length.isdigit():
-                return errors.problem(400, "bad-content-length", "Bad request", "Content-Length is not a number",
-                                      fields=["Content-Length"])
+                return await errors.problem(400, "bad-content-length", "Bad request", "Content-Length is not a number",
+                                            fields=["Content-Length"])(scope, receive, send)
             if int(length) > limit:
-                return errors.problem(413, "payload-too-large", "Payload too large",
-                                      f"the body is {length} bytes; the limit is {limit}", fields=["body"])
-        return await call_next(request)
+                return await _too_large(length, limit)(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await _too_large(f"more than {limit}", limit)(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect as usual
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(size: str, limit: int):
+    return errors.problem(413, "payload-too-large", "Payload too large",
+                          f"the body is {size} bytes; the limit is {limit}", fields=["body"])
 
 
 def create_app() -> FastAPI:
@@ -54,9 +94,15 @@ def create_app() -> FastAPI:
         version=__version__,
         description="Field-worker job dispatch and asset-fault reporting. Errors are application/problem+json.",
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
+    observability.configure_logging(settings.log_level, settings.log_format)
     errors.install(app)
     app.add_middleware(BodyLimit)
+    # Outermost: request id, security headers, access log and metrics cover every answer, 413s and 429s too.
+    app.state.auth_throttle = AuthThrottle(settings.auth_failure_rate)
+    app.add_middleware(observability.RequestContext, throttle=app.state.auth_throttle)
+    app.include_router(metrics.router)
     app.include_router(health_router)
     app.include_router(categories_router)
     app.include_router(reports_router)
@@ -68,4 +114,5 @@ def create_app() -> FastAPI:
     app.include_router(open311_router)
     app.include_router(ogc_router)
     contact_centre.install(app)  # dashboard pages + API, /api/v1/events, /api/v1/subscriptions
+    openapi.install(app)  # problem+json and auth declared on every operation
     return app

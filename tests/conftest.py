@@ -11,9 +11,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Suites that drive real processes against the shared test database commit what they make.
+COMMITTING_DIRS = ("browser", "mobile", "faults", "fuzz")
+
+
+def _commits(item) -> bool:
+    parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+    return item.get_closest_marker("commits") is not None or parts[0] in COMMITTING_DIRS
+
+
 def pytest_collection_modifyitems(config, items):
-    """Run modules that commit real rows after those that roll back, so counts in the latter stay exact."""
-    items.sort(key=lambda item: item.get_closest_marker("commits") is not None)
+    """Run tests that commit real rows after those that roll back, so counts in the latter stay exact."""
+    items.sort(key=_commits)
 
 
 def _db_url() -> str:

@@ -20,25 +20,32 @@ class Place:
     street: str | None
     candidates: list[Candidate]
     layer_id: int | None
+    ewkt: str  # the point in the storage CRS, ready to bind as a geometry parameter
 
 
 # One round trip: boundary test, ward (containing, else nearest within 50 m for simplified
-# polygon gaps), nearest named street, and the two nearest assets of the layer by KNN.
+# polygon gaps), nearest named street, and the k nearest assets of the layer by KNN.
+# Two things keep the KNN on the GiST index (else PostgreSQL sorts the whole layer): the point CTE
+# is NOT MATERIALIZED, and the inner ORDER BY is the distance alone — ties are broken outside.
 _LOCATE = text(
     """
-    WITH p AS (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid) AS g),
+    WITH p AS NOT MATERIALIZED (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid) AS g),
     lyr AS (SELECT id FROM asset_layers WHERE name = :layer),
     roads AS (SELECT id FROM asset_layers WHERE name = 'roads')
     SELECT
+      ST_AsEWKT(p.g) AS ewkt,
       EXISTS (SELECT 1 FROM areas b, p WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)) AS inside,
       w.id AS ward_id, w.name AS ward,
-      (SELECT a.name FROM assets a, p WHERE a.layer_id = (SELECT id FROM roads) AND a.name IS NOT NULL
-         ORDER BY a.geom <-> p.g LIMIT 1) AS street,
+      (SELECT s.name FROM (SELECT a.name, a.geom <-> p.g AS d FROM assets a, p
+                            WHERE a.layer_id = (SELECT id FROM roads) AND a.name IS NOT NULL
+                            ORDER BY a.geom <-> p.g LIMIT 4) s
+        ORDER BY s.d, s.name LIMIT 1) AS street,
       (SELECT id FROM lyr) AS layer_id,
-      (SELECT coalesce(json_agg(json_build_array(n.id, n.external_ref, n.d)), '[]'::json) FROM (
-         SELECT a.id, a.external_ref, ST_Distance(a.geom, p.g) AS d FROM assets a, p
-          WHERE a.layer_id = (SELECT id FROM lyr)
-          ORDER BY a.geom <-> p.g LIMIT :k) n) AS candidates
+      (SELECT coalesce(json_agg(json_build_array(n.id, n.external_ref, n.d, n.name) ORDER BY n.d, n.id), '[]'::json)
+         FROM (SELECT * FROM (SELECT a.id, a.external_ref, a.name, ST_Distance(a.geom, p.g) AS d FROM assets a, p
+                               WHERE a.layer_id = (SELECT id FROM lyr)
+                               ORDER BY a.geom <-> p.g LIMIT :k + 2) n0
+                ORDER BY n0.d, n0.id LIMIT :k) n) AS candidates
     FROM p
     LEFT JOIN LATERAL (
       SELECT id, name FROM areas w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
@@ -52,18 +59,18 @@ def locate(session: Session, lon: float, lat: float, layer: str | None, k: int =
     row = session.execute(
         _LOCATE, {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer": layer or "", "k": k}
     ).one()
-    cands = [Candidate(int(i), str(r), float(d)) for i, r, d in row.candidates] if layer else []
-    return Place(bool(row.inside), row.ward_id, row.ward, row.street, cands, row.layer_id)
+    cands = [Candidate(int(i), str(r), float(d), n) for i, r, d, n in row.candidates] if layer else []
+    return Place(bool(row.inside), row.ward_id, row.ward, row.street, cands, row.layer_id, row.ewkt)
 
 
 def hint_candidate(session: Session, layer_id: int, ref: str, lon: float, lat: float) -> Candidate | None:
     """The hinted asset on this layer with its distance from the point, or None if it is not on the layer."""
     row = session.execute(
         text(
-            """SELECT a.id, a.external_ref,
+            """SELECT a.id, a.external_ref, a.name,
                       ST_Distance(a.geom, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid)) AS d
                  FROM assets a WHERE a.layer_id = :layer_id AND a.external_ref = :ref"""
         ),
         {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer_id": layer_id, "ref": ref},
     ).first()
-    return Candidate(int(row.id), row.external_ref, float(row.d)) if row else None
+    return Candidate(int(row.id), row.external_ref, float(row.d), row.name) if row else None

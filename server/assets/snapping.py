@@ -12,6 +12,7 @@ class Candidate:
     asset_id: int
     ref: str
     distance_m: float
+    name: str | None = None
 
 
 @dataclass(frozen=True)

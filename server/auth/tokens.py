@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.auth import throttle
 from server.auth.models import ROLES, ApiToken
 from server.dispatch.models import Contractor, Crew
 from server.errors import Unprocessable
@@ -49,14 +50,18 @@ def create_token(session: Session, role: str, *, name: str | None = None, contra
 
 
 def verify(session: Session, presented: str) -> ApiToken | None:
-    """The live token row for a presented secret, or None (revoked, expired or unknown)."""
+    """The live token row for a presented secret, or None (revoked, expired, unknown, or the caller throttled)."""
+    if throttle.is_blocked():  # too many failures from this address: do not even look
+        return None
     digest = hash_token(presented)
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
     # The lookup is by hash; compare again in constant time so timing says nothing of near misses.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
+        throttle.note_failure()
         return None
     now = datetime.now(timezone.utc)
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        throttle.note_failure()
         return None
     return row
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
@@ -17,6 +17,8 @@ from server.contact_centre.webhooks import DEFAULT_EVENT_TYPES, EVENT_TYPES, PRE
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["webhooks"])
 Admin = Annotated[Principal, require("admin")]
 PROBLEM = {"content": {"application/problem+json": {}}}
+# Ids are int4: a larger number is a 422, not a database error.
+SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _types(v: list[str] | None) -> list[str] | None:
@@ -88,13 +90,13 @@ def list_all(session: SessionDep, who: Admin) -> dict:
 
 
 @router.get("/{subscription_id}", summary="One CRM webhook", responses={404: PROBLEM})
-def get_one(subscription_id: int, session: SessionDep, who: Admin) -> dict:
+def get_one(subscription_id: SubscriptionId, session: SessionDep, who: Admin) -> dict:
     """One subscription."""
     return _view(session, _get(session, subscription_id))
 
 
 @router.patch("/{subscription_id}", summary="Change a CRM webhook", responses={404: PROBLEM, 422: PROBLEM})
-def patch(subscription_id: int, body: SubscriptionPatch, session: SessionDep, who: Admin) -> dict:
+def patch(subscription_id: SubscriptionId, body: SubscriptionPatch, session: SessionDep, who: Admin) -> dict:
     """Change the URL, secret, event types or pause it (active=false: its pending events are skipped)."""
     sub = _get(session, subscription_id)
     if body.url is not None:
@@ -110,7 +112,7 @@ def patch(subscription_id: int, body: SubscriptionPatch, session: SessionDep, wh
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Remove a CRM webhook", responses={404: PROBLEM})
-def delete(subscription_id: int, session: SessionDep, who: Admin) -> Response:
+def delete(subscription_id: SubscriptionId, session: SessionDep, who: Admin) -> Response:
     """Remove a subscription; its undelivered events are skipped."""
     session.delete(_get(session, subscription_id))
     session.commit()

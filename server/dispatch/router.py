@@ -59,12 +59,13 @@ def post_status(reference: str, body: StatusIn, session: SessionDep, who: Worker
 @router.post("/jobs/{reference}/photos", status_code=201, summary="Add a photo to a job (e.g. completion)",
              responses={200: {"description": "a retry: the photo already stored"}, 404: PROBLEM, 409: PROBLEM,
                         413: PROBLEM, 422: PROBLEM})
-async def post_job_photo(reference: str, session: SessionDep, who: Worker, file: UploadFile = File(...),
-                         client_id: uuid.UUID = Form(...),
-                         kind: Literal["completion", "progress"] = Form("completion")):
+def post_job_photo(reference: str, session: SessionDep, who: Worker, file: UploadFile = File(...),
+                   client_id: uuid.UUID = Form(...),
+                   kind: Literal["completion", "progress"] = Form("completion")):
     """Upload a JPEG or PNG for a job the caller works on (multipart `file`, `client_id`, `kind`)."""
+    # A plain def (thread pool): its database work and image processing never stall the event loop.
     job = job_or_404(session, who, reference)
-    raw = await file.read(get_settings().max_photo_bytes + 1)
+    raw = file.file.read(get_settings().max_photo_bytes + 1)
     status, photo = photos.add_job_photo(session, who, job, client_id, raw, kind)
     return JSONResponse(photos.photo_view(photo), status_code=status)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from contractors import PayloadError, SignatureError, StatusUpdate
 from server.deps import Principal, SessionDep, require
 from server.dispatch.models import Contractor
-from server.errors import DomainError, NotFound
+from server.errors import DomainError, Forbidden, NotFound
 from server.inbound.service import InboundResult, record_and_apply
 from server.jobs import rules
 from server.jobs.access import job_or_404, visible
@@ -85,6 +85,8 @@ def my_contractor_jobs(session: SessionDep, who: ContractorUser,
              responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM})
 def post_update(reference: str, body: ContractorUpdateIn, session: SessionDep, who: ContractorUser):
     """Accept, reject, schedule, start, hold or complete a job; idempotent per update_id."""
+    if who.contractor_id is None:  # an admin passes require("contractor") but speaks for no contractor
+        raise Forbidden("only a contractor's token may post that contractor's updates", fields=["Authorization"])
     job = job_or_404(session, who, reference)
     contractor = session.get(Contractor, who.contractor_id)
     update = StatusUpdate(
@@ -99,14 +101,21 @@ def post_update(reference: str, body: ContractorUpdateIn, session: SessionDep, w
     return response
 
 
+async def _raw_body(request: Request) -> bytes:
+    """The request body as sent (the signature covers these exact bytes), read on the event loop."""
+    return await request.body()
+
+
 @router.post("/contractors/{name}/webhook", summary="Signed webhook from a contractor's system",
              responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM})
-async def contractor_webhook(name: str, request: Request, session: SessionDep):
+def contractor_webhook(name: str, request: Request, session: SessionDep,
+                       body: Annotated[bytes, Depends(_raw_body)]):
     """Verify the signature with the contractor's secret, then apply each update through the one path."""
+    # A plain def on purpose: FastAPI runs it in the thread pool, so its (blocking) database work never
+    # stalls the event loop — with a slow or stalled database, an async def here froze every request.
     contractor = session.scalar(select(Contractor).where(Contractor.name == name, Contractor.active.is_(True)))
     if contractor is None:
         raise NotFound(f"no contractor named {name!r}", fields=["name"], code="unknown-contractor")
-    body = await request.body()
     adapter = adapter_for(contractor)
     try:
         updates = adapter.parse_webhook(dict(request.headers), body)

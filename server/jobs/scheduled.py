@@ -9,6 +9,7 @@ longer matches. Jobs on hold are left alone (their clock is stopped; resuming mo
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
@@ -75,10 +76,20 @@ def sweep_sla(session: Session, now: datetime | None = None) -> dict:
     return out
 
 
+def timed_sweep(session: Session) -> dict:
+    """One sweep, its run time recorded on this worker's heartbeat row for /metrics; the caller commits."""
+    from server.metrics import record_run
+
+    started = time.perf_counter()
+    result = sweep_sla(session)
+    record_run(session, "sla_sweep", time.perf_counter() - started)
+    return result
+
+
 def run_sla_sweep() -> dict:
     """The worker's periodic job: one sweep, one commit."""
     with new_session() as session:
-        result = sweep_sla(session)
+        result = timed_sweep(session)
         session.commit()
     if result["at_risk"] or result["breached"]:
         log.info("SLA sweep: %d at risk, %d breached", len(result["at_risk"]), len(result["breached"]))

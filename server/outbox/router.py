@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
 from server.deps import Principal, SessionDep, require
@@ -37,7 +37,7 @@ def list_outbox(session: SessionDep, who: Supervisor,
 
 
 @router.post("/outbox/{message_id}/retry", summary="Send a failed delivery again")
-def retry_message(message_id: int, session: SessionDep, who: Supervisor) -> dict:
+def retry_message(message_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, who: Supervisor) -> dict:
     """Put a dead or waiting message back in the queue for an immediate attempt."""
     msg = session.scalars(select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()).first()
     if msg is None or msg.state == "delivered":

@@ -5,6 +5,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
@@ -20,6 +21,7 @@ from server.reports.schemas import ReportIn, ReportOut
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 REPORTERS = ("field_worker", "crew", "advisor", "supervisor")
 PROBLEM = {"content": {"application/problem+json": {}}}
+BIGINT_MAX = 2**63 - 1  # photo ids are bigint: a larger number is a 422, not a database error
 
 
 def channel_for(p: Principal) -> str:
@@ -59,19 +61,21 @@ def get_report(reference: str, session: SessionDep, who: CurrentUser) -> dict:
 @router.post("/reports/{reference}/photos", status_code=201, summary="Add a photo to a report",
              responses={200: {"description": "a retry: the photo already stored"}, 409: PROBLEM, 413: PROBLEM,
                         422: PROBLEM})
-async def add_photo(reference: str, session: SessionDep, who: Annotated[Principal, require(*REPORTERS)],
-                    file: UploadFile = File(...), client_id: uuid.UUID = Form(...)):
+def add_photo(reference: str, session: SessionDep, who: Annotated[Principal, require(*REPORTERS)],
+              file: UploadFile = File(...), client_id: uuid.UUID = Form(...)):
     """Upload a JPEG or PNG (multipart `file`, `client_id`); idempotent per photo client_id."""
+    # A plain def: FastAPI runs it in the thread pool, so the database work and the image processing never
+    # stall the event loop (and with it every other request) — the upload is already spooled by then.
     report = _report_or_404(session, who, reference)
     if who.role not in SEE_ALL and report.token_id != who.token_id:
         raise NotFound(f"no report {reference!r}", fields=["reference"], code="report-not-found")
-    raw = await file.read(get_settings().max_photo_bytes + 1)
+    raw = file.file.read(get_settings().max_photo_bytes + 1)
     status, photo = photos.add_photo(session, who, report, client_id, raw)
     return JSONResponse(photos.photo_view(photo), status_code=status)
 
 
 @router.get("/photos/{photo_id}", summary="A stored photo (or its thumbnail)", response_class=FileResponse)
-def get_photo(photo_id: int, session: SessionDep, who: CurrentUser, thumbnail: bool = Query(False)):
+def get_photo(photo_id: Annotated[int, FastPath(ge=1, le=BIGINT_MAX)], session: SessionDep, who: CurrentUser, thumbnail: bool = Query(False)):
     """The metadata-free copy of a photo, to whoever may see its job."""
     photo = session.scalars(select(Photo).join(Job, Job.id == Photo.job_id)
                             .where(Photo.id == photo_id, visible(who))).first()

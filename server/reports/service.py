@@ -6,25 +6,23 @@ import json
 import zlib
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server import events
 from server.areas.models import Area
 from server.assets import nearest, snapping
-from server.assets.models import Asset, AssetLayer
 from server.catalogue.answers import AnswerError, priority_for, validate_answers
 from server.catalogue.schemas import CategoryDef
 from server.catalogue.service import category_or_422
 from server.config import get_settings
 from server.deps import Principal
 from server.errors import Conflict, DomainError
-from server.geo import point_from_lonlat
 from server.jobs import sla
 from server.jobs.models import Job
 from server.jobs.rules import OPEN_STATUSES
-from server.jobs.service import append_event, iso, next_reference
+from server.jobs.service import append_event, append_events, iso, next_reference
 from server.jobs.transitions import set_due
 from server.outbox.service import enqueue
 from server.reports.models import Report
@@ -119,49 +117,53 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
                           code="unknown-asset", status=422)
 
     chosen = snap.chosen if snap else None
-    point = point_from_lonlat(data.lon, data.lat)
+    point = place.ewkt  # storage-CRS point as EWKT: binds as a plain parameter, batches, never re-read
     priority = priority_for(category, answers)
 
     # Duplicate check and job creation under one lock per (category, asset) or per category.
     _lock(session, category.code, chosen.asset_id if chosen else "-")
-    job = _open_duplicate(session, category, chosen.asset_id if chosen else None, data)
+    job = _open_duplicate(session, category, chosen.asset_id if chosen else None, data, point)
     attached = job is not None
+    job_ref, report_ref = _references(session, need_job=not attached)
     if job is None:
-        job = _new_job(session, category, data, chosen, place, priority, point, now, snap)
-
-    report = Report(
-        reference=next_reference(session, "report"), client_id=data.client_id, payload_hash=digest,
-        category_code=category.code, channel=channel, geom=point, lat=data.lat, lon=data.lon,
-        accuracy_m=data.accuracy_m, location_provider=data.location_provider, mock_location=data.mock_location,
-        observed_at=data.observed_at, received_at=now, asset_hint=data.asset_ref, description=data.description,
-        answers=answers, asset_id=chosen.asset_id if chosen else None,
-        snap_distance_m=chosen.distance_m if chosen else None,
-        runner_up_asset_id=snap.runner_up.asset_id if snap and snap.runner_up else None,
-        runner_up_distance_m=snap.runner_up.distance_m if snap and snap.runner_up else None,
-        snap_confidence=snap.confidence if snap else None, ward_id=place.ward_id, street=place.street,
-        job_id=job.id, token_id=who.token_id, reporter=reporter, external_id=external_id,
-    )
-    session.add(report)
-    session.flush()
-    report_data = {"report": report.reference, "channel": channel, "client_id": str(data.client_id)}
-    append_event(session, job, events.REPORT_RECEIVED, who, data=report_data, geom=point, notify=False)
+        job = _new_job(session, job_ref, category, data, chosen, place, priority, point, now, snap)
+    report_data = {"report": report_ref, "channel": channel, "client_id": str(data.client_id)}
+    specs = [dict(type=events.REPORT_RECEIVED, actor=who, data=report_data, geom=point, notify=False)]
     if attached:
         before = job.demand_count
         job.demand_count = before + 1
         job.updated_at = now
         if _rank(priority) < _rank(job.priority):
             _escalate(session, job, category, priority, who, now)
-        append_event(session, job, events.REPORT_ATTACHED, who, before={"demand_count": before},
-                     after={"demand_count": job.demand_count}, data=report_data)
+        specs.append(dict(type=events.REPORT_ATTACHED, actor=who, before={"demand_count": before},
+                          after={"demand_count": job.demand_count}, data=report_data))
     else:
-        _opening_events(session, job, who, category, snap, chosen, data, point)
+        specs += _opening_events(job, who, category, snap, chosen, data, point)
         enqueue(session, destination="dispatch", topic="job.opened", job=job,
                 payload={"job": job.reference, "category": category.code}, key=f"dispatch:{job.reference}")
 
-    answer = _answer(session, report, job, category, snap, attached, warnings, now)
-    report.response = answer
-    session.flush()
+    answer = _answer(session, report_ref, data, channel, job, category, chosen, place, attached, snap,
+                     warnings, now)
+    session.execute(insert(Report).values(
+        reference=report_ref, client_id=data.client_id, payload_hash=digest, category_code=category.code,
+        channel=channel, geom=point, lat=data.lat, lon=data.lon, accuracy_m=data.accuracy_m,
+        location_provider=data.location_provider, mock_location=data.mock_location, observed_at=data.observed_at,
+        received_at=now, asset_hint=data.asset_ref, description=data.description, answers=answers,
+        asset_id=chosen.asset_id if chosen else None, snap_distance_m=chosen.distance_m if chosen else None,
+        runner_up_asset_id=snap.runner_up.asset_id if snap and snap.runner_up else None,
+        runner_up_distance_m=snap.runner_up.distance_m if snap and snap.runner_up else None,
+        snap_confidence=snap.confidence if snap else None, ward_id=place.ward_id, street=place.street,
+        job_id=job.id, token_id=who.token_id, reporter=reporter, external_id=external_id, response=answer))
+    append_events(session, job, specs)
     return answer
+
+
+def _references(session: Session, *, need_job: bool) -> tuple[str | None, str]:
+    """New public references in one round trip: J-001234 for a new job, R-001234 for the report."""
+    if need_job:
+        j, r = session.execute(text("SELECT nextval('job_reference_seq'), nextval('report_reference_seq')")).one()
+        return f"J-{j:06d}", f"R-{r:06d}"
+    return None, next_reference(session, "report")
 
 
 _RANKS = {"emergency": 0, "urgent": 1, "normal": 2, "low": 3}
@@ -185,7 +187,8 @@ def _escalate(session: Session, job: Job, category: CategoryDef, priority: str, 
                  after={"priority": job.priority, "due_at": iso(job.due_at)}, notify=False)
 
 
-def _open_duplicate(session: Session, category: CategoryDef, asset_id: int | None, data: ReportIn) -> Job | None:
+def _open_duplicate(session: Session, category: CategoryDef, asset_id: int | None, data: ReportIn,
+                    point: str) -> Job | None:
     """The open job this report duplicates: same asset and category, else same category nearby and recent."""
     open_ = Job.status.in_(OPEN_STATUSES)
     if asset_id is not None:
@@ -194,21 +197,21 @@ def _open_duplicate(session: Session, category: CategoryDef, asset_id: int | Non
     if category.duplicate_radius_m <= 0:
         return None
     since = datetime.now(timezone.utc) - timedelta(hours=category.duplicate_window_hours)
-    point = point_from_lonlat(data.lon, data.lat)
+    point = func.ST_GeomFromEWKT(point)
     q = (select(Job).where(Job.category_code == category.code, Job.asset_id.is_(None), open_,
                            Job.created_at >= since, func.ST_DWithin(Job.geom, point, category.duplicate_radius_m))
          .order_by(func.ST_Distance(Job.geom, point), Job.id).limit(1).with_for_update())
     return session.scalars(q).first()
 
 
-def _new_job(session, category, data, chosen, place, priority, point, now, snap) -> Job:
+def _new_job(session, reference, category, data, chosen, place, priority, point, now, snap) -> Job:
     policy = category.sla_for(priority)
     triage = category.layer is not None and chosen is None
     settings = get_settings()
     due = sla.due_at(policy, now, tz=settings.timezone, country=settings.holiday_country,
                      subdiv=settings.holiday_subdivision)
     job = Job(
-        reference=next_reference(session, "job"), category_code=category.code,
+        reference=reference, category_code=category.code,
         asset_id=chosen.asset_id if chosen else None, geom=point, ward_id=place.ward_id, street=place.street,
         priority=priority, status="triage" if triage else "new", triage_reason=snap.reason if triage else None,
         sla_policy=policy, sla_started_at=now, demand_count=1, description=data.description,
@@ -220,39 +223,41 @@ def _new_job(session, category, data, chosen, place, priority, point, now, snap)
     return job
 
 
-def _opening_events(session, job, who, category, snap, chosen, data, point) -> None:
-    append_event(session, job, events.JOB_OPENED, who, after={"status": job.status, "priority": job.priority},
-                 data={"category": category.code}, geom=point, notify=False)
+def _opening_events(job, who, category, snap, chosen, data, point) -> list[dict]:
+    specs = [dict(type=events.JOB_OPENED, actor=who, after={"status": job.status, "priority": job.priority},
+                  data={"category": category.code}, geom=point, notify=False)]
     if snap is not None:
         runner = snap.runner_up
         detail = {"confidence": snap.confidence, "reason": snap.reason, "hint": data.asset_ref,
                   "runner_up": {"ref": runner.ref, "distance_m": round(runner.distance_m, 1)} if runner else None}
         if chosen is not None:
-            append_event(session, job, events.SNAPPED, "system:snapping", notify=False,
-                         data={"asset": chosen.ref, "distance_m": round(chosen.distance_m, 1), **detail})
+            specs.append(dict(type=events.SNAPPED, actor="system:snapping", notify=False,
+                              data={"asset": chosen.ref, "distance_m": round(chosen.distance_m, 1), **detail}))
         else:
-            append_event(session, job, events.TRIAGED, "system:snapping", data=detail, notify=False,
-                         note=snap.reason)
-    append_event(session, job, events.SLA_SET, "system:sla", after={"due_at": iso(job.due_at)},
-                 data={"policy": job.sla_policy, "priority": job.priority})
+            specs.append(dict(type=events.TRIAGED, actor="system:snapping", data=detail, notify=False,
+                              note=snap.reason))
+    specs.append(dict(type=events.SLA_SET, actor="system:sla", after={"due_at": iso(job.due_at)},
+                      data={"policy": job.sla_policy, "priority": job.priority}))
+    return specs
 
 
-def _answer(session, report, job, category, snap, attached, warnings, now) -> dict:
+def _answer(session, report_ref, data, channel, job, category, chosen, place, attached, snap, warnings,
+            now) -> dict:
+    """The 201 body, from what the use case already holds (an attached job shares this asset)."""
     asset = None
-    if job.asset_id is not None:
-        row = session.execute(
-            select(Asset.external_ref, Asset.name, AssetLayer.name.label("layer"),
-                   func.ST_Distance(Asset.geom, report.geom).label("d"))
-            .join(AssetLayer, AssetLayer.id == Asset.layer_id).where(Asset.id == job.asset_id)
-        ).one()
-        asset = {"layer": row.layer, "ref": row.external_ref, "distance_m": round(float(row.d), 1), "name": row.name}
-    ward = session.scalar(select(Area.name).where(Area.id == job.ward_id)) if job.ward_id else None
+    if job.asset_id is not None and chosen is not None:
+        asset = {"layer": category.layer, "ref": chosen.ref, "distance_m": round(chosen.distance_m, 1),
+                 "name": chosen.name}
+    if job.ward_id == place.ward_id:
+        ward = place.ward
+    else:  # a radius duplicate opened from a point in the next ward
+        ward = session.scalar(select(Area.name).where(Area.id == job.ward_id)) if job.ward_id else None
     s = get_settings()
     return {
-        "reference": report.reference,
-        "client_id": str(report.client_id),
+        "reference": report_ref,
+        "client_id": str(data.client_id),
         "received_at": iso(now),
-        "channel": report.channel,
+        "channel": channel,
         "job": {
             "reference": job.reference, "status": job.status, "priority": job.priority, "category": category.code,
             "asset": asset, "ward": ward, "street": job.street, "due_at": iso(job.due_at),

@@ -149,3 +149,6 @@ def test_an_api_process_with_open_streams_stops_promptly(who, tmp_path):
         stop(api.proc)
     # uvicorn re-raises the signal once it has shut down cleanly.
     assert api.proc.returncode in (0, -signal.SIGTERM) and took < 5, (api.proc.returncode, took)
+
+# Real processes and committed rows: run after the rollback-per-test modules.
+pytestmark = pytest.mark.commits

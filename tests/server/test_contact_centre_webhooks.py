@@ -192,3 +192,6 @@ def test_a_status_change_reaches_the_crm_through_the_running_worker_quickly(api,
     print(f"\nCRM webhook latency with the default {2.0:g} s outbox interval: "
           + ", ".join(f"{x * 1000:.0f} ms" for x in latencies))
     assert max(latencies) < 3.5
+
+# Real processes and committed rows: run after the rollback-per-test modules.
+pytestmark = pytest.mark.commits

@@ -73,6 +73,7 @@ def test_a_street_light_report_is_ordered_from_the_contractor_and_completed(stac
         lat, lon = s.execute(text("""
             SELECT ST_Y(ST_Transform(a.geom, 4326)), ST_X(ST_Transform(a.geom, 4326)) FROM assets a
               JOIN asset_layers l ON l.id = a.layer_id WHERE l.name = 'street_lights'
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id)
              ORDER BY a.id DESC LIMIT 1""")).one()
         s.commit()
     h = {"Authorization": f"Bearer {token}"}
@@ -81,6 +82,7 @@ def test_a_street_light_report_is_ordered_from_the_contractor_and_completed(stac
         "observed_at": datetime.now(timezone.utc).isoformat(), "answers": {"fault": "out"}})
     assert r.status_code == 201, r.text
     ref = r.json()["job"]["reference"]
+    assert r.json()["job"]["attached"] is False
     due = datetime.fromisoformat(r.json()["job"]["due_at"])
     assert due.weekday() < 5  # three working days: never a weekend
 
@@ -92,7 +94,8 @@ def test_a_street_light_report_is_ordered_from_the_contractor_and_completed(stac
             return job if job.status == "sent" and job.contractor_ref else None
 
     job = wait_until(sent, timeout=30, interval=0.2)
-    assert len([o for o in sim.state()["orders"] if o.get("client_reference") == ref]) == 1
+    orders = sim.state()["orders"]
+    assert len([o for o in orders if o.get("client_reference") == ref]) == 1, (job.contractor_ref, orders)
 
     sim.advance(ref=job.contractor_ref, steps=4)  # pushed to our webhook as they happen
 
@@ -100,7 +103,12 @@ def test_a_street_light_report_is_ordered_from_the_contractor_and_completed(stac
         with new_session() as s:
             return s.scalar(select(Job.status).where(Job.reference == ref)) == "completed"
 
-    wait_until(completed, timeout=30, interval=0.2)
+    try:
+        wait_until(completed, timeout=30, interval=0.2)
+    except AssertionError:
+        state = sim.state()
+        raise AssertionError(f"not completed; simulator counters {state['counters']}, "
+                             f"pending pushes {state.get('pending_pushes') or state.get('pushes')}") from None
     with new_session() as s:
         job = s.scalar(select(Job).where(Job.reference == ref))
         moves = [e.after["status"] for e in s.scalars(select(JobEvent).where(

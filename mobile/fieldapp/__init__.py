@@ -1,0 +1,1 @@
+"""Kerbside field app: core (no UI), device facades, Kivy screens."""

@@ -1,0 +1,1 @@
+"""Kivy screens: one screen = one .py + one .kv."""
