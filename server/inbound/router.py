@@ -6,10 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from contractors import PayloadError, SignatureError, StatusUpdate
+from server.datetimes import IsoDatetime
 from server.deps import Principal, SessionDep, require
 from server.dispatch.models import Contractor
 from server.errors import DomainError, Forbidden, NotFound
@@ -33,10 +34,10 @@ class ContractorUpdateIn(BaseModel):
     update_id: str = Field(min_length=1, max_length=200, pattern=r"^[\w.:\-/]+$")
     status: Literal["accepted", "rejected", "scheduled", "in_progress", "on_hold", "completed"]
     contractor_ref: str | None = Field(None, min_length=1, max_length=100)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: IsoDatetime | None = None
     reason: str | None = Field(None, max_length=1000)
     notes: str | None = Field(None, max_length=4000)
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: IsoDatetime | None = None
     lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
     lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     photo_url: AnyHttpUrl | None = None
@@ -63,7 +64,7 @@ def _http(res: InboundResult) -> JSONResponse:
 @router.get("/contractor/jobs", summary="Your jobs (contractor tokens)")
 def my_contractor_jobs(session: SessionDep, who: ContractorUser,
                        status: Annotated[list[str] | None, Query()] = None,
-                       changed_since: datetime | None = Query(None, description="ISO 8601 with offset"),
+                       changed_since: IsoDatetime | None = Query(None, description="ISO 8601 with offset"),
                        limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
     """Jobs held by the caller's contractor, most recently changed first."""
     q = summary_select().where(visible(who))

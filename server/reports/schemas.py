@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from server.datetimes import IsoDatetime
 
 # Anything that a browser would treat as markup. Descriptions are plain text.
 _TAG = re.compile(r"<\s*[a-zA-Z!/?]")
@@ -24,7 +26,7 @@ class ReportIn(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False, strict=True)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False, strict=True)
     accuracy_m: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False, strict=True)
-    observed_at: AwareDatetime
+    observed_at: IsoDatetime
     location_provider: Literal["gps", "network", "fused", "manual", "map", "unknown"] | None = None
     mock_location: StrictBool = False
     asset_ref: str | None = Field(None, min_length=1, max_length=100)

@@ -18,6 +18,8 @@
     delivery_retried: "Delivery sent again", sla_at_risk: "At risk of missing the target",
     sla_breached: "Missed the target", priority_raised: "Priority raised", queued: "Waiting for a supervisor",
     assigned: "Assigned", redispatch_requested: "Dispatch run again", order_cancelled: "Order cancelled",
+    dispatched: "Passed to the contractor", order_skipped: "Order not sent (job changed)",
+    contractor_update: "Update from the contractor", completion_far_from_asset: "Completed far from the asset",
   };
 
   function eventWords(e) {
