@@ -24,6 +24,8 @@ DASHBOARD_ROLES = ("advisor", "supervisor")
 Staff = Annotated[Principal, require(*DASHBOARD_ROLES)]
 SUPERVISE = ("supervisor", "admin")
 MAX_PERIOD_DAYS = 366 * 3
+# Bounds on the dates asked for: to=0001-01-01 made "28 days before" overflow (a 500, found by fuzzing).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2200, 12, 31)
 
 
 @router.get("/me", summary="Who the dashboard is signed in as, and what they may do")
@@ -72,8 +74,10 @@ def board(session: SessionDep, who: Staff, category: str | None = Query(None, ma
 
 @router.get("/figures", summary="SLA compliance, time to fix, repeat reports, first-contact resolution")
 def figures(session: SessionDep, who: Staff,
-            start: date | None = Query(None, alias="from", description="first local date (default: 28 days ago)"),
-            end: date | None = Query(None, alias="to", description="last local date, inclusive (default: today)")
+            start: date | None = Query(None, alias="from", ge=FIRST_DAY, le=LAST_DAY,
+                                       description="first local date (default: 28 days ago)"),
+            end: date | None = Query(None, alias="to", ge=FIRST_DAY, le=LAST_DAY,
+                                     description="last local date, inclusive (default: today)")
             ) -> dict:
     """The figures for a period of local dates, with their definitions."""
     today = datetime.now(timezone.utc).astimezone(ZoneInfo(get_settings().timezone)).date()
