@@ -27,8 +27,7 @@ class Place:
 # polygon gaps), nearest named street, and the k nearest assets of the layer by KNN.
 # Two things keep the KNN on the GiST index (else PostgreSQL sorts the whole layer): the point CTE
 # is NOT MATERIALIZED, and the inner ORDER BY is the distance alone — ties are broken outside.
-_LOCATE = text(
-    """
+LOCATE_SQL = """
     WITH p AS NOT MATERIALIZED (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid) AS g),
     lyr AS (SELECT id FROM asset_layers WHERE name = :layer),
     roads AS (SELECT id FROM asset_layers WHERE name = 'roads')
@@ -46,19 +45,32 @@ _LOCATE = text(
                                WHERE a.layer_id = (SELECT id FROM lyr)
                                ORDER BY a.geom <-> p.g LIMIT :k + 2) n0
                 ORDER BY n0.d, n0.id LIMIT :k) n) AS candidates
+      {extra}
     FROM p
     LEFT JOIN LATERAL (
       SELECT id, name FROM areas w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
       ORDER BY ST_Distance(w.geom, p.g), id LIMIT 1) w ON true
     """
-)
+_LOCATE = text(LOCATE_SQL.format(extra=""))
+
+
+def locate_statement(extra_columns: str):
+    """_LOCATE with more output columns (a use case's own lookup riding on the same round trip)."""
+    return text(LOCATE_SQL.format(extra=", " + extra_columns))
 
 
 def locate(session: Session, lon: float, lat: float, layer: str | None, k: int = 3) -> Place:
     """Boundary, ward, street and the k nearest assets of `layer` (none when layer is None)."""
-    row = session.execute(
-        _LOCATE, {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer": layer or "", "k": k}
-    ).one()
+    return place_from_row(session.execute(_LOCATE, locate_params(lon, lat, layer, k)).one(), layer)
+
+
+def locate_params(lon: float, lat: float, layer: str | None, k: int = 3) -> dict:
+    """The bind parameters of _LOCATE (and of statements made by locate_statement)."""
+    return {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer": layer or "", "k": k}
+
+
+def place_from_row(row, layer: str | None) -> Place:
+    """A Place from a _LOCATE row."""
     cands = [Candidate(int(i), str(r), float(d), n) for i, r, d, n in row.candidates] if layer else []
     return Place(bool(row.inside), row.ward_id, row.ward, row.street, cands, row.layer_id, row.ewkt)
 

@@ -39,11 +39,16 @@ def set_due(job: Job, due: datetime | None) -> None:
     if due is None:
         job.risk_at = None
         return
-    job.risk_at = job.sla_started_at + (due - job.sla_started_at) * AT_RISK_SHARE
+    job.risk_at = risk_at_for(job.sla_started_at, due)
     if due > now:
         job.breached_at = None
         if job.risk_at > now:
             job.at_risk_at = None
+
+
+def risk_at_for(started: datetime, due: datetime) -> datetime:
+    """When a job with this clock becomes at risk: the AT_RISK_SHARE point of its allowed time."""
+    return started + (due - started) * AT_RISK_SHARE
 
 
 def recompute_due(job: Job) -> None:

@@ -6,25 +6,24 @@ import json
 import zlib
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server import events
-from server.areas.models import Area
 from server.assets import nearest, snapping
 from server.catalogue.answers import AnswerError, priority_for, validate_answers
-from server.catalogue.schemas import CategoryDef
-from server.catalogue.service import category_or_422
+from server.catalogue.schemas import CategoryDef, UnknownCategory
+from server.catalogue.service import category_or_422, get_catalogue
 from server.config import get_settings
 from server.deps import Principal
 from server.errors import Conflict, DomainError
 from server.jobs import sla
-from server.jobs.models import Job
+from server.jobs.models import Job, JobEvent
 from server.jobs.rules import OPEN_STATUSES
-from server.jobs.service import append_event, append_events, iso, next_reference
-from server.jobs.transitions import set_due
-from server.outbox.service import enqueue
+from server.jobs.service import append_event, iso
+from server.jobs.transitions import risk_at_for, set_due
+from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
 from server.reports.models import Report
 from server.reports.schemas import ReportIn
 
@@ -37,18 +36,26 @@ def payload_hash(data: ReportIn) -> str:
 
 def submit_report(session: Session, who: Principal, data: ReportIn, channel: str, *,
                   reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
-    """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once."""
+    """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
+
+    Three statements: where the point is (with the replay check), the write (kerbside_intake, migration
+    0004: lock, duplicate, job, report, timeline, dispatch, notifications), and storing the answer.
+    """
     digest = payload_hash(data)
-    replay = _replay(session, data, digest)
-    if replay is not None:
-        return 200, replay
-    category = category_or_422(data.category)
+    category = known_category(data.category)
     try:
-        answers = validate_answers(category, data.answers)
-    except AnswerError as exc:
-        raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
-    try:
-        answer = _intake(session, who, data, category, answers, digest, channel, reporter or {}, external_id)
+        row = session.execute(_LOCATE_OR_REPLAY, {**nearest.locate_params(
+            data.lon, data.lat, category.layer if category else None), "client_id": data.client_id}).one()
+        if row.replay is not None:
+            session.rollback()
+            return 200, _replayed(*row.replay, digest)
+        category = category or category_or_422(data.category)
+        try:
+            answers = validate_answers(category, data.answers)
+        except AnswerError as exc:
+            raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
+        answer = _intake(session, who, data, category, answers, digest, channel, reporter or {}, external_id,
+                         nearest.place_from_row(row, category.layer))
         session.commit()
     except IntegrityError:
         # Another request with this client_id won the race: answer as a retry would be answered.
@@ -63,29 +70,44 @@ def submit_report(session: Session, who: Principal, data: ReportIn, channel: str
     return 201, answer
 
 
+# The replay check rides on the locate round trip: a retry costs one statement.
+_LOCATE_OR_REPLAY = nearest.locate_statement(
+    "(SELECT json_build_array(r.payload_hash, r.response) FROM reports r WHERE r.client_id = :client_id) AS replay")
+_WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
+_STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")
+
+
+def known_category(code: str) -> CategoryDef | None:
+    """The category, or None when unknown (a retry is answered before the category is judged)."""
+    try:
+        return get_catalogue().get(code)
+    except UnknownCategory:
+        return None
+
+
+def _replayed(stored_hash: str, response: dict, digest: str) -> dict:
+    if stored_hash != digest:
+        raise Conflict("this client_id was already used for a different report", fields=["client_id"],
+                       code="idempotency-conflict")
+    return response
+
+
 def _replay(session: Session, data: ReportIn, digest: str) -> dict | None:
     row = session.execute(
         select(Report.payload_hash, Report.response).where(Report.client_id == data.client_id)
     ).first()
-    if row is None:
-        return None
-    if row.payload_hash != digest:
-        raise Conflict("this client_id was already used for a different report", fields=["client_id"],
-                       code="idempotency-conflict")
-    return row.response
+    return None if row is None else _replayed(row.payload_hash, row.response, digest)
 
 
-def _lock(session: Session, *parts: object) -> None:
-    """Serialise duplicate checks on the same key across concurrent requests (held to commit)."""
-    key = zlib.crc32(":".join(map(str, parts)).encode())
-    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+def _lock_key(*parts: object) -> int:
+    """The advisory lock that serialises duplicate checks on one key (held to commit)."""
+    return zlib.crc32(":".join(map(str, parts)).encode())
 
 
 def _intake(session: Session, who: Principal, data: ReportIn, category: CategoryDef, answers: dict,
-            digest: str, channel: str, reporter: dict, external_id: str | None) -> dict:
+            digest: str, channel: str, reporter: dict, external_id: str | None, place: nearest.Place) -> dict:
     now = datetime.now(timezone.utc)
     settings = get_settings()
-    place = nearest.locate(session, data.lon, data.lat, category.layer)
     if not place.inside:
         raise DomainError(f"the point is outside the {settings.council_name} area", fields=["lat", "lon"],
                           code="out-of-area", status=422)
@@ -117,53 +139,81 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
                           code="unknown-asset", status=422)
 
     chosen = snap.chosen if snap else None
-    point = place.ewkt  # storage-CRS point as EWKT: binds as a plain parameter, batches, never re-read
     priority = priority_for(category, answers)
-
-    # Duplicate check and job creation under one lock per (category, asset) or per category.
-    _lock(session, category.code, chosen.asset_id if chosen else "-")
-    job = _open_duplicate(session, category, chosen.asset_id if chosen else None, data, point)
-    attached = job is not None
-    job_ref, report_ref = _references(session, need_job=not attached)
-    if job is None:
-        job = _new_job(session, job_ref, category, data, chosen, place, priority, point, now, snap)
-    report_data = {"report": report_ref, "channel": channel, "client_id": str(data.client_id)}
-    specs = [dict(type=events.REPORT_RECEIVED, actor=who, data=report_data, geom=point, notify=False)]
+    policy = category.sla_for(priority)
+    due = sla.due_at(policy, now, tz=settings.timezone, country=settings.holiday_country,
+                     subdiv=settings.holiday_subdivision)
+    triage = category.layer is not None and chosen is None
+    status = "triage" if triage else "new"
+    actor, role = who.actor, who.role
+    runner = snap.runner_up if snap else None
+    written = session.execute(_WRITE, {"p": _json({
+        "lock": _lock_key(category.code, chosen.asset_id if chosen else "-"),
+        "category": category.code,
+        "asset_id": chosen.asset_id if chosen else None,
+        "open_statuses": list(OPEN_STATUSES),
+        "dup_radius_m": category.duplicate_radius_m,
+        "dup_since": now - timedelta(hours=category.duplicate_window_hours),
+        "geom": place.ewkt,
+        "now": now,
+        "actor": actor, "actor_role": role,
+        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL,
+        "dispatch": {"destination": "dispatch", "topic": "job.opened"},
+        "job": {"asset_id": chosen.asset_id if chosen else None, "ward_id": place.ward_id, "street": place.street,
+                "priority": priority, "status": status, "triage_reason": snap.reason if triage else None,
+                "sla_policy": policy, "due_at": due, "risk_at": risk_at_for(now, due),
+                "description": data.description or ""},
+        "received_data": {"channel": channel, "client_id": str(data.client_id)},
+        "opening_events": _opening_events(actor, role, status, priority, policy, due, category, snap, chosen,
+                                          data),
+        "report": {
+            "client_id": str(data.client_id), "payload_hash": digest, "channel": channel, "lat": data.lat,
+            "lon": data.lon, "accuracy_m": data.accuracy_m, "location_provider": data.location_provider,
+            "mock_location": data.mock_location, "observed_at": data.observed_at, "asset_hint": data.asset_ref,
+            "description": data.description or "", "answers": answers,
+            "asset_id": chosen.asset_id if chosen else None,
+            "snap_distance_m": chosen.distance_m if chosen else None,
+            "runner_up_asset_id": runner.asset_id if runner else None,
+            "runner_up_distance_m": runner.distance_m if runner else None,
+            "snap_confidence": snap.confidence if snap else None, "ward_id": place.ward_id,
+            "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
+    })}).scalar_one()
+    job = dict(written["job"])
+    job["due_at"] = datetime.fromisoformat(job["due_at"]) if job["due_at"] else None
+    attached = written["attached"]
     if attached:
-        before = job.demand_count
-        job.demand_count = before + 1
-        job.updated_at = now
-        if _rank(priority) < _rank(job.priority):
-            _escalate(session, job, category, priority, who, now)
-        specs.append(dict(type=events.REPORT_ATTACHED, actor=who, before={"demand_count": before},
-                          after={"demand_count": job.demand_count}, data=report_data))
-    else:
-        specs += _opening_events(job, who, category, snap, chosen, data, point)
-        enqueue(session, destination="dispatch", topic="job.opened", job=job,
-                payload={"job": job.reference, "category": category.code}, key=f"dispatch:{job.reference}")
-
-    answer = _answer(session, report_ref, data, channel, job, category, chosen, place, attached, snap,
-                     warnings, now)
-    session.execute(insert(Report).values(
-        reference=report_ref, client_id=data.client_id, payload_hash=digest, category_code=category.code,
-        channel=channel, geom=point, lat=data.lat, lon=data.lon, accuracy_m=data.accuracy_m,
-        location_provider=data.location_provider, mock_location=data.mock_location, observed_at=data.observed_at,
-        received_at=now, asset_hint=data.asset_ref, description=data.description, answers=answers,
-        asset_id=chosen.asset_id if chosen else None, snap_distance_m=chosen.distance_m if chosen else None,
-        runner_up_asset_id=snap.runner_up.asset_id if snap and snap.runner_up else None,
-        runner_up_distance_m=snap.runner_up.distance_m if snap and snap.runner_up else None,
-        snap_confidence=snap.confidence if snap else None, ward_id=place.ward_id, street=place.street,
-        job_id=job.id, token_id=who.token_id, reporter=reporter, external_id=external_id, response=answer))
-    append_events(session, job, specs)
+        job = _after_attach(session, written, job, category, priority, who, now)
+    answer = _answer(written["report_ref"], data, channel, job, category, chosen, attached, snap, warnings, now)
+    session.execute(_STORE_ANSWER, {"answer": _json(answer), "id": written["report_id"]})
     return answer
 
 
-def _references(session: Session, *, need_job: bool) -> tuple[str | None, str]:
-    """New public references in one round trip: J-001234 for a new job, R-001234 for the report."""
-    if need_job:
-        j, r = session.execute(text("SELECT nextval('job_reference_seq'), nextval('report_reference_seq')")).one()
-        return f"J-{j:06d}", f"R-{r:06d}"
-    return None, next_reference(session, "report")
+def _json(value) -> str:
+    return json.dumps(value, default=_plain, separators=(",", ":"))
+
+
+def _plain(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _after_attach(session: Session, written: dict, job: dict, category: CategoryDef, priority: str,
+                  who: Principal, now: datetime) -> dict:
+    """The attach path's rarer follow-ups, in Python: raising the priority, and CRM webhooks for the attach."""
+    escalate = _rank(priority) < _rank(job["priority"])
+    if not escalate and not written["subscriptions"]:
+        return job
+    from server.contact_centre.webhooks import fan_out  # imports the outbox worker: load it only when needed
+
+    row = session.get(Job, job["id"])  # locked by kerbside_intake until commit
+    if escalate:
+        _escalate(session, row, category, priority, who, now)
+    if written["subscriptions"]:
+        n = row.demand_count
+        fan_out(session, row, JobEvent(id=written["attached_event_id"], job_id=row.id, type=events.REPORT_ATTACHED,
+                                       at=now, before={"demand_count": n - 1}, after={"demand_count": n}))
+    return {**job, "status": row.status, "priority": row.priority, "due_at": row.due_at}
 
 
 _RANKS = {"emergency": 0, "urgent": 1, "normal": 2, "low": 3}
@@ -187,82 +237,44 @@ def _escalate(session: Session, job: Job, category: CategoryDef, priority: str, 
                  after={"priority": job.priority, "due_at": iso(job.due_at)}, notify=False)
 
 
-def _open_duplicate(session: Session, category: CategoryDef, asset_id: int | None, data: ReportIn,
-                    point: str) -> Job | None:
-    """The open job this report duplicates: same asset and category, else same category nearby and recent."""
-    open_ = Job.status.in_(OPEN_STATUSES)
-    if asset_id is not None:
-        q = select(Job).where(Job.asset_id == asset_id, Job.category_code == category.code, open_)
-        return session.scalars(q.order_by(Job.id).limit(1).with_for_update()).first()
-    if category.duplicate_radius_m <= 0:
-        return None
-    since = datetime.now(timezone.utc) - timedelta(hours=category.duplicate_window_hours)
-    point = func.ST_GeomFromEWKT(point)
-    q = (select(Job).where(Job.category_code == category.code, Job.asset_id.is_(None), open_,
-                           Job.created_at >= since, func.ST_DWithin(Job.geom, point, category.duplicate_radius_m))
-         .order_by(func.ST_Distance(Job.geom, point), Job.id).limit(1).with_for_update())
-    return session.scalars(q).first()
-
-
-def _new_job(session, reference, category, data, chosen, place, priority, point, now, snap) -> Job:
-    policy = category.sla_for(priority)
-    triage = category.layer is not None and chosen is None
-    settings = get_settings()
-    due = sla.due_at(policy, now, tz=settings.timezone, country=settings.holiday_country,
-                     subdiv=settings.holiday_subdivision)
-    job = Job(
-        reference=reference, category_code=category.code,
-        asset_id=chosen.asset_id if chosen else None, geom=point, ward_id=place.ward_id, street=place.street,
-        priority=priority, status="triage" if triage else "new", triage_reason=snap.reason if triage else None,
-        sla_policy=policy, sla_started_at=now, demand_count=1, description=data.description,
-        created_at=now, updated_at=now,
-    )
-    set_due(job, due)
-    session.add(job)
-    session.flush()
-    return job
-
-
-def _opening_events(job, who, category, snap, chosen, data, point) -> list[dict]:
-    specs = [dict(type=events.JOB_OPENED, actor=who, after={"status": job.status, "priority": job.priority},
-                  data={"category": category.code}, geom=point, notify=False)]
+def _opening_events(actor, role, status, priority, policy, due, category, snap, chosen, data) -> list[dict]:
+    """A new job's timeline after report_received: opened, snapped (or triaged), SLA set."""
+    system = "system"
+    specs = [dict(type=events.JOB_OPENED, actor=actor, actor_role=role, after={"status": status, "priority": priority},
+                  data={"category": category.code}, with_geom=True, notify=False)]
     if snap is not None:
         runner = snap.runner_up
         detail = {"confidence": snap.confidence, "reason": snap.reason, "hint": data.asset_ref,
                   "runner_up": {"ref": runner.ref, "distance_m": round(runner.distance_m, 1)} if runner else None}
         if chosen is not None:
-            specs.append(dict(type=events.SNAPPED, actor="system:snapping", notify=False,
+            specs.append(dict(type=events.SNAPPED, actor="system:snapping", actor_role=system, notify=False,
                               data={"asset": chosen.ref, "distance_m": round(chosen.distance_m, 1), **detail}))
         else:
-            specs.append(dict(type=events.TRIAGED, actor="system:snapping", data=detail, notify=False,
-                              note=snap.reason))
-    specs.append(dict(type=events.SLA_SET, actor="system:sla", after={"due_at": iso(job.due_at)},
-                      data={"policy": job.sla_policy, "priority": job.priority}))
+            specs.append(dict(type=events.TRIAGED, actor="system:snapping", actor_role=system, data=detail,
+                              notify=False, note=snap.reason))
+    specs.append(dict(type=events.SLA_SET, actor="system:sla", actor_role=system, after={"due_at": iso(due)},
+                      data={"policy": policy, "priority": priority}, notify=True))
     return specs
 
 
-def _answer(session, report_ref, data, channel, job, category, chosen, place, attached, snap, warnings,
-            now) -> dict:
-    """The 201 body, from what the use case already holds (an attached job shares this asset)."""
+def _answer(report_ref, data, channel, job, category, chosen, attached, snap, warnings, now) -> dict:
+    """The 201 body, from what the use case holds (an attached job shares this asset)."""
     asset = None
-    if job.asset_id is not None and chosen is not None:
+    if job["asset_id"] is not None and chosen is not None:
         asset = {"layer": category.layer, "ref": chosen.ref, "distance_m": round(chosen.distance_m, 1),
                  "name": chosen.name}
-    if job.ward_id == place.ward_id:
-        ward = place.ward
-    else:  # a radius duplicate opened from a point in the next ward
-        ward = session.scalar(select(Area.name).where(Area.id == job.ward_id)) if job.ward_id else None
     s = get_settings()
+    due_at = job["due_at"]
     return {
         "reference": report_ref,
         "client_id": str(data.client_id),
         "received_at": iso(now),
         "channel": channel,
         "job": {
-            "reference": job.reference, "status": job.status, "priority": job.priority, "category": category.code,
-            "asset": asset, "ward": ward, "street": job.street, "due_at": iso(job.due_at),
-            "due_in_words": sla.describe_due(job.due_at, now, s.timezone) if job.due_at else None,
-            "attached": attached, "demand_count": job.demand_count, "triage_reason": job.triage_reason,
+            "reference": job["reference"], "status": job["status"], "priority": job["priority"],
+            "category": category.code, "asset": asset, "ward": job["ward"], "street": job["street"],
+            "due_at": iso(due_at), "due_in_words": sla.describe_due(due_at, now, s.timezone) if due_at else None,
+            "attached": attached, "demand_count": job["demand_count"], "triage_reason": job["triage_reason"],
         },
         "snap": {
             "confidence": snap.confidence if snap else None,
