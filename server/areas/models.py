@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,3 +29,18 @@ class Area(Base):
         UniqueConstraint("kind", "code", name="uq_areas_kind_code"),
         Index("ix_areas_kind_geom", "kind", "geom", postgresql_using="gist"),
     )
+
+
+class AreaPart(Base):
+    """A piece of an area of at most 64 vertices (ST_Subdivide), for fast point-in-area tests by GiST.
+
+    Written only by the database: a trigger on `areas` (migration 0004) keeps the parts in step.
+    """
+
+    __tablename__ = "area_parts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    geom = mapped_column(Geometry("POLYGON", srid=SRID, spatial_index=False), nullable=False)
+
+    __table_args__ = (Index("ix_area_parts_kind_geom", "kind", "geom", postgresql_using="gist"),)

@@ -24,7 +24,8 @@ class Place:
 
 
 # One round trip: boundary test, ward (containing, else nearest within 50 m for simplified
-# polygon gaps), nearest named street, and the k nearest assets of the layer by KNN.
+# polygon gaps), nearest named street, and the k nearest assets of the layer by KNN. Boundary and ward
+# are tested on area_parts (areas cut into small pieces), not on the whole polygons.
 # Two things keep the KNN on the GiST index (else PostgreSQL sorts the whole layer): the point CTE
 # is NOT MATERIALIZED, and the inner ORDER BY is the distance alone — ties are broken outside.
 LOCATE_SQL = """
@@ -33,8 +34,8 @@ LOCATE_SQL = """
     roads AS (SELECT id FROM asset_layers WHERE name = 'roads')
     SELECT
       ST_AsEWKT(p.g) AS ewkt,
-      EXISTS (SELECT 1 FROM areas b, p WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)) AS inside,
-      w.id AS ward_id, w.name AS ward,
+      EXISTS (SELECT 1 FROM area_parts b WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)) AS inside,
+      w.area_id AS ward_id, (SELECT name FROM areas WHERE id = w.area_id) AS ward,
       (SELECT s.name FROM (SELECT a.name, a.geom <-> p.g AS d FROM assets a, p
                             WHERE a.layer_id = (SELECT id FROM roads) AND a.name IS NOT NULL
                             ORDER BY a.geom <-> p.g LIMIT 4) s
@@ -48,8 +49,8 @@ LOCATE_SQL = """
       {extra}
     FROM p
     LEFT JOIN LATERAL (
-      SELECT id, name FROM areas w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
-      ORDER BY ST_Distance(w.geom, p.g), id LIMIT 1) w ON true
+      SELECT area_id FROM area_parts w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
+      ORDER BY ST_Distance(w.geom, p.g), area_id LIMIT 1) w ON true
     """
 _LOCATE = text(LOCATE_SQL.format(extra=""))
 

@@ -20,7 +20,6 @@ from server.deps import Principal
 from server.errors import Conflict, DomainError
 from server.jobs import sla
 from server.jobs.models import Job, JobEvent
-from server.jobs.rules import OPEN_STATUSES
 from server.jobs.service import append_event, iso
 from server.jobs.transitions import risk_at_for, set_due
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
@@ -151,7 +150,6 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
         "lock": _lock_key(category.code, chosen.asset_id if chosen else "-"),
         "category": category.code,
         "asset_id": chosen.asset_id if chosen else None,
-        "open_statuses": list(OPEN_STATUSES),
         "dup_radius_m": category.duplicate_radius_m,
         "dup_since": now - timedelta(hours=category.duplicate_window_hours),
         "geom": place.ewkt,

@@ -1,22 +1,32 @@
-"""intake: the write half of a report as one server-side function (one round trip instead of ~12)
+"""intake: area parts for fast point-in-area tests; the write half of a report as one server-side function
 
 Revision ID: 0004_intake
 Revises: 0003_crew
 Create Date: 2026-11-22 17:00:00
+
+area_parts: every area cut into pieces of at most 64 vertices (ST_Subdivide), kept in step with `areas` by a
+trigger. "Which ward is this point in" on a 400-vertex ward tests every vertex; on its pieces, the GiST index
+finds the one small piece that matters (B&NES boundary: 8,166 vertices -> 264 parts, 0.57 ms -> 0.02 ms).
 
 server/reports/service.py decides everything that does not depend on the database's state (validation,
 the snapped asset, priority, the SLA deadline, the events' content) and passes it here as one JSON
 document. This function does what does depend on it, under one lock: find the open duplicate, open a job or
 attach to it, store the report and its timeline, queue the dispatch and send the notifications.
 """
+import geoalchemy2
+import sqlalchemy as sa
 from alembic import op
+
+from server.config import get_settings
+
+SRID = get_settings().srid
 
 revision = '0004_intake'
 down_revision = '0003_crew'
 branch_labels = None
 depends_on = None
 
-# p: lock (bigint), category, asset_id, open_statuses (text[]), dup_radius_m, dup_since, geom (EWKT),
+# p: lock (bigint), category, asset_id, dup_radius_m, dup_since, geom (EWKT),
 #    now, actor, actor_role, job {...} (a new job's columns), report {...} (the report's columns),
 #    received_data {...}, opening_events [...] (type, actor, actor_role, before, after, data, note, with_geom,
 #    notify), dispatch {destination, topic}, event_channel, outbox_channel, webhook_types (text[]).
@@ -43,12 +53,12 @@ BEGIN
   IF p->>'asset_id' IS NOT NULL THEN
     SELECT * INTO j FROM jobs
      WHERE asset_id = (p->>'asset_id')::bigint AND category_code = p->>'category'
-       AND status = ANY (ARRAY(SELECT jsonb_array_elements_text(p->'open_statuses')))
+       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')  -- open: ix_jobs_open_asset's predicate
      ORDER BY id LIMIT 1 FOR UPDATE;
   ELSIF (p->>'dup_radius_m')::float8 > 0 THEN
     SELECT * INTO j FROM jobs
      WHERE category_code = p->>'category' AND asset_id IS NULL
-       AND status = ANY (ARRAY(SELECT jsonb_array_elements_text(p->'open_statuses')))
+       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')  -- open: ix_jobs_open_asset's predicate
        AND created_at >= (p->>'dup_since')::timestamptz
        AND ST_DWithin(geom, pt, (p->>'dup_radius_m')::float8)
      ORDER BY ST_Distance(geom, pt), id LIMIT 1 FOR UPDATE;
@@ -140,11 +150,49 @@ $fn$;
 """
 
 
+AREA_PARTS_SYNC = r"""
+CREATE OR REPLACE FUNCTION kerbside_area_parts_sync() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    DELETE FROM area_parts WHERE area_id = OLD.id;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    INSERT INTO area_parts (area_id, kind, geom) SELECT NEW.id, NEW.kind, ST_Subdivide(NEW.geom, 64);
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER tr_areas_parts AFTER INSERT OR DELETE OR UPDATE OF kind, geom ON areas
+  FOR EACH ROW EXECUTE FUNCTION kerbside_area_parts_sync();
+"""
+
+
 def upgrade() -> None:
+    op.create_table(
+        'area_parts',
+        sa.Column('id', sa.BigInteger(), nullable=False),
+        sa.Column('area_id', sa.Integer(), nullable=False),
+        sa.Column('kind', sa.String(length=32), nullable=False),
+        sa.Column('geom', geoalchemy2.types.Geometry(geometry_type='POLYGON', srid=SRID, dimension=2,
+                                                     spatial_index=False, from_text='ST_GeomFromEWKT',
+                                                     name='geometry', nullable=False), nullable=False),
+        sa.ForeignKeyConstraint(['area_id'], ['areas.id'], name=op.f('fk_area_parts_area_id_areas'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_area_parts')),
+    )
+    op.create_index('ix_area_parts_kind_geom', 'area_parts', ['kind', 'geom'], unique=False,
+                    postgresql_using='gist')
+    op.create_index('ix_area_parts_area_id', 'area_parts', ['area_id'], unique=False)
+    op.execute(AREA_PARTS_SYNC)
+    op.execute("INSERT INTO area_parts (area_id, kind, geom) SELECT id, kind, ST_Subdivide(geom, 64) FROM areas")
     op.execute(REFERENCE)
     op.execute(INTAKE)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS tr_areas_parts ON areas")
+    op.execute("DROP FUNCTION IF EXISTS kerbside_area_parts_sync()")
+    op.drop_table('area_parts')
     op.execute("DROP FUNCTION IF EXISTS kerbside_intake(jsonb)")
     op.execute("DROP FUNCTION IF EXISTS kerbside_reference(text, bigint)")
