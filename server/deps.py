@@ -49,7 +49,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 def require(*roles: str):
     """Dependency factory: the caller must hold one of `roles` (admin always may)."""
 
-    def check(user: CurrentUser) -> Principal:
+    async def check(user: CurrentUser) -> Principal:  # async: no I/O, so no trip through the thread pool
         if user.role != "admin" and user.role not in roles:
             raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
         return user

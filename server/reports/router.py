@@ -55,7 +55,7 @@ def get_report(reference: str, session: SessionDep, who: CurrentUser) -> dict:
 
     report = _report_or_404(session, who, reference)
     job = session.get(Job, report.job_id)
-    return {**report.response, "job_now": job_summary(session, job)}
+    return {**service.with_words(report.response), "job_now": job_summary(session, job)}
 
 
 @router.post("/reports/{reference}/photos", status_code=201, summary="Add a photo to a report",

@@ -37,8 +37,8 @@ def submit_report(session: Session, who: Principal, data: ReportIn, channel: str
                   reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
     """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
 
-    Three statements: where the point is (with the replay check), the write (kerbside_intake, migration
-    0004: lock, duplicate, job, report, timeline, dispatch, notifications), and storing the answer.
+    Two statements: where the point is (with the replay check), then the write (kerbside_intake, migration
+    0004: lock, duplicate, job, report with its answer, timeline, dispatch, notifications).
     """
     digest = payload_hash(data)
     category = known_category(data.category)
@@ -47,7 +47,7 @@ def submit_report(session: Session, who: Principal, data: ReportIn, channel: str
             data.lon, data.lat, category.layer if category else None), "client_id": data.client_id}).one()
         if row.replay is not None:
             session.rollback()
-            return 200, _replayed(*row.replay, digest)
+            return 200, with_words(_replayed(*row.replay, digest))
         category = category or category_or_422(data.category)
         try:
             answers = validate_answers(category, data.answers)
@@ -62,18 +62,30 @@ def submit_report(session: Session, who: Principal, data: ReportIn, channel: str
         replay = _replay(session, data, digest)
         if replay is None:
             raise
-        return 200, replay
+        return 200, with_words(replay)
     except Exception:
         session.rollback()
         raise
-    return 201, answer
+    return 201, with_words(answer)
+
+
+def with_words(answer: dict) -> dict:
+    """The answer with the deadline in words, as said when the report arrived (the same on every replay).
+
+    Derived, so not stored: the database fills in the job's deadline when it stores the answer.
+    """
+    job = answer.get("job") or {}
+    due = job.get("due_at")
+    words = (sla.describe_due(datetime.fromisoformat(due), datetime.fromisoformat(answer["received_at"]),
+                              get_settings().timezone) if due else None)
+    return {**answer, "job": {**job, "due_in_words": words}}
 
 
 # The replay check rides on the locate round trip: a retry costs one statement.
 _LOCATE_OR_REPLAY = nearest.locate_statement(
     "(SELECT json_build_array(r.payload_hash, r.response) FROM reports r WHERE r.client_id = :client_id) AS replay")
 _WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
-_STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")
+_STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")  # after escalation
 
 
 def known_category(code: str) -> CategoryDef | None:
@@ -164,6 +176,7 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
         "received_data": {"channel": channel, "client_id": str(data.client_id)},
         "opening_events": _opening_events(actor, role, status, priority, policy, due, category, snap, chosen,
                                           data),
+        "answer": _answer(data, channel, category, chosen, snap, warnings, now),
         "report": {
             "client_id": str(data.client_id), "payload_hash": digest, "channel": channel, "lat": data.lat,
             "lon": data.lon, "accuracy_m": data.accuracy_m, "location_provider": data.location_provider,
@@ -176,13 +189,9 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
             "snap_confidence": snap.confidence if snap else None, "ward_id": place.ward_id,
             "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
     })}).scalar_one()
-    job = dict(written["job"])
-    job["due_at"] = datetime.fromisoformat(job["due_at"]) if job["due_at"] else None
-    attached = written["attached"]
-    if attached:
-        job = _after_attach(session, written, job, category, priority, who, now)
-    answer = _answer(written["report_ref"], data, channel, job, category, chosen, attached, snap, warnings, now)
-    session.execute(_STORE_ANSWER, {"answer": _json(answer), "id": written["report_id"]})
+    answer = written["answer"]
+    if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
+        answer = _after_attach(session, written, answer, category, priority, who, now)
     return answer
 
 
@@ -196,22 +205,21 @@ def _plain(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _after_attach(session: Session, written: dict, job: dict, category: CategoryDef, priority: str,
+def _after_attach(session: Session, written: dict, answer: dict, category: CategoryDef, priority: str,
                   who: Principal, now: datetime) -> dict:
     """The attach path's rarer follow-ups, in Python: raising the priority, and CRM webhooks for the attach."""
-    escalate = _rank(priority) < _rank(job["priority"])
-    if not escalate and not written["subscriptions"]:
-        return job
     from server.contact_centre.webhooks import fan_out  # imports the outbox worker: load it only when needed
 
-    row = session.get(Job, job["id"])  # locked by kerbside_intake until commit
-    if escalate:
-        _escalate(session, row, category, priority, who, now)
+    job = session.get(Job, written["job_id"])  # locked by kerbside_intake until commit
+    if _rank(priority) < _rank(job.priority):
+        _escalate(session, job, category, priority, who, now)
+        answer = {**answer, "job": {**answer["job"], "priority": job.priority, "due_at": iso(job.due_at)}}
+        session.execute(_STORE_ANSWER, {"answer": _json(answer), "id": written["report_id"]})
     if written["subscriptions"]:
-        n = row.demand_count
-        fan_out(session, row, JobEvent(id=written["attached_event_id"], job_id=row.id, type=events.REPORT_ATTACHED,
+        n = job.demand_count
+        fan_out(session, job, JobEvent(id=written["attached_event_id"], job_id=job.id, type=events.REPORT_ATTACHED,
                                        at=now, before={"demand_count": n - 1}, after={"demand_count": n}))
-    return {**job, "status": row.status, "priority": row.priority, "due_at": row.due_at}
+    return answer
 
 
 _RANKS = {"emergency": 0, "urgent": 1, "normal": 2, "low": 3}
@@ -255,25 +263,20 @@ def _opening_events(actor, role, status, priority, policy, due, category, snap, 
     return specs
 
 
-def _answer(report_ref, data, channel, job, category, chosen, attached, snap, warnings, now) -> dict:
-    """The 201 body, from what the use case holds (an attached job shares this asset)."""
+def _answer(data, channel, category, chosen, snap, warnings, now) -> dict:
+    """The answer, less what kerbside_intake fills in: the report reference and the job's state.
+
+    The asset is the snapped one: a job attached by asset shares it, one attached by radius has none.
+    """
     asset = None
-    if job["asset_id"] is not None and chosen is not None:
+    if chosen is not None:
         asset = {"layer": category.layer, "ref": chosen.ref, "distance_m": round(chosen.distance_m, 1),
                  "name": chosen.name}
-    s = get_settings()
-    due_at = job["due_at"]
     return {
-        "reference": report_ref,
         "client_id": str(data.client_id),
         "received_at": iso(now),
         "channel": channel,
-        "job": {
-            "reference": job["reference"], "status": job["status"], "priority": job["priority"],
-            "category": category.code, "asset": asset, "ward": job["ward"], "street": job["street"],
-            "due_at": iso(due_at), "due_in_words": sla.describe_due(due_at, now, s.timezone) if due_at else None,
-            "attached": attached, "demand_count": job["demand_count"], "triage_reason": job["triage_reason"],
-        },
+        "job": {"category": category.code, "asset": asset},
         "snap": {
             "confidence": snap.confidence if snap else None,
             "reason": snap.reason if snap else None,

@@ -26,10 +26,12 @@ down_revision = '0003_crew'
 branch_labels = None
 depends_on = None
 
-# p: lock (bigint), category, asset_id, dup_radius_m, dup_since, geom (EWKT),
-#    now, actor, actor_role, job {...} (a new job's columns), report {...} (the report's columns),
-#    received_data {...}, opening_events [...] (type, actor, actor_role, before, after, data, note, with_geom,
-#    notify), dispatch {destination, topic}, event_channel, outbox_channel, webhook_types (text[]).
+# p: lock (bigint), category, asset_id, dup_radius_m, dup_since, geom (EWKT), now, actor, actor_role,
+#    event_channel, outbox_channel, dispatch {destination, topic}, job {...} (a new job's columns),
+#    report {...} (the report's columns), received_data {...} (report_received's data, less the reference),
+#    opening_events [...] (a new job's events after report_received: type, actor, actor_role, before, after,
+#    data, note, with_geom, notify), answer {...} (the answer, less what only the database knows).
+# Returns {report_id, job_id, attached, attached_event_id, subscriptions (ids wanting report_attached), answer}.
 INTAKE = r"""
 CREATE OR REPLACE FUNCTION kerbside_intake(p jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $fn$
@@ -37,36 +39,34 @@ DECLARE
   pt geometry := ST_GeomFromEWKT(p->>'geom');
   now_ timestamptz := (p->>'now')::timestamptz;
   j jobs%ROWTYPE;
-  attached boolean := false;
+  attached boolean;
   r_ref text;
   r_id bigint;
-  ev jsonb;
-  ev_id bigint;
   attached_event bigint;
   subs integer[];
   rep jsonb := p->'report';
   jb jsonb := p->'job';
   received jsonb;
+  answer jsonb;
+  notified integer;
 BEGIN
   -- One lock per (category, asset) or per category: two reports of one fault never open two jobs.
   PERFORM pg_advisory_xact_lock((p->>'lock')::bigint);
+  -- "Open" is spelled as ix_jobs_open_asset's predicate, so the planner can use that index.
   IF p->>'asset_id' IS NOT NULL THEN
     SELECT * INTO j FROM jobs
      WHERE asset_id = (p->>'asset_id')::bigint AND category_code = p->>'category'
-       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')  -- open: ix_jobs_open_asset's predicate
+       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')
      ORDER BY id LIMIT 1 FOR UPDATE;
   ELSIF (p->>'dup_radius_m')::float8 > 0 THEN
     SELECT * INTO j FROM jobs
      WHERE category_code = p->>'category' AND asset_id IS NULL
-       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')  -- open: ix_jobs_open_asset's predicate
+       AND status NOT IN ('completed', 'closed', 'cancelled', 'duplicate')
        AND created_at >= (p->>'dup_since')::timestamptz
        AND ST_DWithin(geom, pt, (p->>'dup_radius_m')::float8)
      ORDER BY ST_Distance(geom, pt), id LIMIT 1 FOR UPDATE;
   END IF;
   attached := j.id IS NOT NULL;
-
-  r_ref := kerbside_reference('R', nextval('report_reference_seq'));
-  received := jsonb_build_object('report', r_ref) || (p->'received_data');
 
   IF attached THEN
     UPDATE jobs SET demand_count = demand_count + 1, updated_at = now_ WHERE id = j.id RETURNING * INTO j;
@@ -81,6 +81,13 @@ BEGIN
     RETURNING * INTO j;
   END IF;
 
+  r_ref := kerbside_reference('R', nextval('report_reference_seq'));
+  received := jsonb_build_object('report', r_ref) || (p->'received_data');
+  answer := (p->'answer') || jsonb_build_object('reference', r_ref, 'job', (p->'answer'->'job') || jsonb_build_object(
+    'reference', j.reference, 'status', j.status, 'priority', j.priority,
+    'ward', (SELECT name FROM areas WHERE id = j.ward_id), 'street', j.street, 'due_at', j.due_at,
+    'attached', attached, 'demand_count', j.demand_count, 'triage_reason', j.triage_reason));
+
   INSERT INTO reports (reference, client_id, payload_hash, category_code, channel, geom, lat, lon, accuracy_m,
                        location_provider, mock_location, observed_at, received_at, asset_hint, description,
                        answers, asset_id, snap_distance_m, runner_up_asset_id, runner_up_distance_m,
@@ -91,35 +98,40 @@ BEGIN
           rep->>'description', rep->'answers', (rep->>'asset_id')::bigint, (rep->>'snap_distance_m')::float8,
           (rep->>'runner_up_asset_id')::bigint, (rep->>'runner_up_distance_m')::float8,
           (rep->>'snap_confidence')::float8, (rep->>'ward_id')::int, rep->>'street', j.id,
-          (rep->>'token_id')::int, rep->'reporter', rep->>'external_id', '{}'::jsonb)  -- answer set by the caller
+          (rep->>'token_id')::int, rep->'reporter', rep->>'external_id', answer)
   RETURNING id INTO r_id;
 
-  INSERT INTO job_events (job_id, type, at, actor, actor_role, geom, before, after, data)
-  VALUES (j.id, 'report_received', now_, p->>'actor', p->>'actor_role', pt, NULL, NULL, received);
+  -- The timeline in one INSERT: report_received, then report_attached or the new job's events; then a
+  -- NOTIFY (sent at commit) for each event that listeners (SSE, the live board) want.
+  WITH spec AS (
+    SELECT 0::bigint AS ord, 'report_received'::text AS type, p->>'actor' AS actor, p->>'actor_role' AS role,
+           pt AS geom, NULL::jsonb AS before, NULL::jsonb AS after, received AS data, NULL::text AS note,
+           false AS notify
+    UNION ALL
+    SELECT 1, 'report_attached', p->>'actor', p->>'actor_role', NULL, jsonb_build_object('demand_count', j.demand_count - 1),
+           jsonb_build_object('demand_count', j.demand_count), received, NULL, true
+     WHERE attached
+    UNION ALL
+    SELECT e.ord, e.v->>'type', e.v->>'actor', e.v->>'actor_role', CASE WHEN (e.v->>'with_geom')::boolean THEN pt END,
+           nullif(e.v->'before', 'null'::jsonb), nullif(e.v->'after', 'null'::jsonb),
+           coalesce(nullif(e.v->'data', 'null'::jsonb), '{}'::jsonb), e.v->>'note', (e.v->>'notify')::boolean
+      FROM jsonb_array_elements(CASE WHEN attached THEN '[]'::jsonb ELSE p->'opening_events' END)
+           WITH ORDINALITY AS e(v, ord)
+  ), ins AS (
+    INSERT INTO job_events (job_id, type, at, actor, actor_role, geom, before, after, data, note)
+    SELECT j.id, s.type, now_, s.actor, s.role, s.geom, s.before, s.after, s.data, s.note FROM spec s ORDER BY s.ord
+    RETURNING id, type
+  )
+  SELECT (SELECT max(ins.id) FROM ins WHERE ins.type = 'report_attached'),
+         (SELECT count(*) FROM (SELECT pg_notify(p->>'event_channel', json_build_object(
+                                  'job', j.reference, 'event_id', ins.id, 'type', ins.type, 'status', j.status)::text)
+                                  FROM ins JOIN spec s ON s.type = ins.type WHERE s.notify) sent)
+    INTO attached_event, notified;
 
   IF attached THEN
-    INSERT INTO job_events (job_id, type, at, actor, actor_role, before, after, data)
-    VALUES (j.id, 'report_attached', now_, p->>'actor', p->>'actor_role',
-            jsonb_build_object('demand_count', j.demand_count - 1), jsonb_build_object('demand_count', j.demand_count),
-            received)
-    RETURNING id INTO attached_event;
-    PERFORM pg_notify(p->>'event_channel', json_build_object('job', j.reference, 'event_id', attached_event,
-                      'type', 'report_attached', 'status', j.status)::text);
     SELECT coalesce(array_agg(s.id ORDER BY s.id), '{}') INTO subs FROM subscriptions s
      WHERE s.active AND s.event_types @> '["report_attached"]'::jsonb;
   ELSE
-    FOR ev IN SELECT * FROM jsonb_array_elements(p->'opening_events') LOOP
-      INSERT INTO job_events (job_id, type, at, actor, actor_role, geom, before, after, data, note)
-      VALUES (j.id, ev->>'type', now_, ev->>'actor', ev->>'actor_role',
-              CASE WHEN (ev->>'with_geom')::boolean THEN pt END,
-              nullif(ev->'before', 'null'::jsonb), nullif(ev->'after', 'null'::jsonb),
-              coalesce(nullif(ev->'data', 'null'::jsonb), '{}'::jsonb), ev->>'note')
-      RETURNING id INTO ev_id;
-      IF (ev->>'notify')::boolean THEN
-        PERFORM pg_notify(p->>'event_channel', json_build_object('job', j.reference, 'event_id', ev_id,
-                          'type', ev->>'type', 'status', j.status)::text);
-      END IF;
-    END LOOP;
     INSERT INTO outbox_messages (destination, topic, job_id, payload, idempotency_key, state, attempts,
                                  next_attempt_at, created_at)
     VALUES (p->'dispatch'->>'destination', p->'dispatch'->>'topic', j.id,
@@ -129,14 +141,8 @@ BEGIN
     PERFORM pg_notify(p->>'outbox_channel', '');
   END IF;
 
-  RETURN jsonb_build_object(
-    'report_id', r_id, 'report_ref', r_ref, 'attached', attached, 'attached_event_id', attached_event,
-    'subscriptions', to_jsonb(subs),
-    'job', jsonb_build_object(
-      'id', j.id, 'reference', j.reference, 'status', j.status, 'priority', j.priority,
-      'asset_id', j.asset_id, 'ward_id', j.ward_id,
-      'ward', (SELECT name FROM areas WHERE id = j.ward_id), 'street', j.street,
-      'due_at', j.due_at, 'demand_count', j.demand_count, 'triage_reason', j.triage_reason));
+  RETURN jsonb_build_object('report_id', r_id, 'job_id', j.id, 'attached', attached,
+                            'attached_event_id', attached_event, 'subscriptions', to_jsonb(subs), 'answer', answer);
 END
 $fn$;
 """
