@@ -39,6 +39,9 @@ _STANDARD = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) 
 
 def redact(text: str) -> str:
     """Mask anything that looks like one of our bearer tokens."""
+    # Every log line passes through here: skip the regex when none of its anchors can be present.
+    if "ks_" not in text and "=" not in text and "bearer" not in text.lower():
+        return text
     return _TOKENISH.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
 
 

@@ -34,6 +34,7 @@ def _bank_holidays(country: str, subdiv: str | None) -> holidays.HolidayBase:
     return holidays.country_holidays(country, subdiv=subdiv)
 
 
+@lru_cache(maxsize=4096)  # asked for every report's deadline; a holidays lookup is slow by comparison
 def is_working_day(day: date, *, country: str = "GB", subdiv: str | None = "ENG") -> bool:
     """True on a weekday that is not a bank holiday of the country/subdivision."""
     return day.weekday() < 5 and day not in _bank_holidays(country, subdiv)
