@@ -499,7 +499,7 @@ def run(
     seed: Annotated[int, typer.Option(help="seed for the synthetic points")] = 1,
     record: Annotated[bool, typer.Option("--record/--no-record", help="append to bench/RESULTS.md")] = True,
     intake_app: Annotated[str, typer.Option(help="uvicorn factory of the API under test (what-if builds: "
-                                                 "bench.patched_app:create_app)")] = INTAKE_APP,
+                                                 "module:factory)")] = INTAKE_APP,
 ) -> None:
     """Load N assets, then measure the intake API and the snap+insert baseline with wrk, one after the other."""
     started = datetime.now(timezone.utc)

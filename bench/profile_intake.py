@@ -1,7 +1,6 @@
 """Where an intake request's time goes: SQL statements per request (SQLAlchemy event hooks) and EXPLAIN ANALYZE.
 
-    .venv/bin/python -m bench.profile_intake run --requests 200            # the API as it is
-    .venv/bin/python -m bench.profile_intake run --requests 200 --fix      # with bench/patched_app's fixes
+    .venv/bin/python -m bench.profile_intake run --requests 200
 
 Runs against the bench database that `bench.intake run` built (1M lamp columns). Requests go through the
 real app in-process (FastAPI TestClient), one at a time, so the figures are per-request costs, not load.
@@ -57,7 +56,6 @@ def _explain(conn, sql: str, params: dict) -> tuple[float, float, bool, bool]:
 @cli.command()
 def run(
     requests: Annotated[int, typer.Option(help="requests to send (sequentially, in-process)")] = 200,
-    fix: Annotated[bool, typer.Option("--fix", help="apply bench/patched_app's fixes first")] = False,
     database: Annotated[str, typer.Option(help="bench database")] = "kerbside_bench",
     cprofile: Annotated[int, typer.Option(help="print the top N functions by own time (0: off)")] = 20,
 ) -> None:
@@ -76,10 +74,6 @@ def run(
     from server.db import get_engine, new_session
     from server.main import create_app
 
-    if fix:
-        from bench.patched_app import apply_locate_fix
-
-        apply_locate_fix()
     pts = [tuple(map(float, line.split())) for line in POINTS.read_text().splitlines()]
     rng = random.Random(7)
     engine = get_engine()
@@ -91,18 +85,14 @@ def run(
         t = Table(title="EXPLAIN ANALYZE at one report point (warm)")
         for col in ("query", "planning ms", "execution ms", "GiST KNN on assets", "JIT"):
             t.add_column(col)
-        p = {"lon": lon, "lat": lat, "srid": 27700, "layer": "street_lights", "k": 3}
-        variants = [("nearest._LOCATE (as in this process)", nearest._LOCATE.text)]
-        if not fix:
-            from bench.patched_app import fixed_locate_sql
-
-            fixed = fixed_locate_sql(nearest._LOCATE.text)
-            if fixed != nearest._LOCATE.text:
-                variants.append(("nearest._LOCATE with bench/patched_app's fix", fixed))
-        for name, sql in variants:
-            pln, exe, gist, jit = _explain(conn, sql, p)
-            t.add_row(name, f"{pln:.2f}", f"{exe:.2f}", "yes" if gist else "[red]no: sorts the whole layer[/]",
-                      "[red]yes[/]" if jit else "no")
+        with new_session() as s:  # kerbside_locate's query, with the generic plan it runs with
+            nearest.explain_locate(s, lon, lat, "street_lights", analyze=True)  # warm: PROJ, caches
+            body = "\n".join(nearest.explain_locate(s, lon, lat, "street_lights", analyze=True))
+            s.rollback()
+        exe = float(re.search(r"Execution Time: ([\d.]+)", body).group(1))
+        t.add_row("kerbside_locate (generic plan, made once per connection)", "-", f"{exe:.2f}",
+                  "yes" if body.count("ix_assets_layer_geom") >= 2 else "[red]no: sorts the whole layer[/]",
+                  "[red]yes[/]" if "JIT:" in body else "no")
         pln, exe, gist, jit = _explain(conn, _SNAP.text, {"lon": lon, "lat": lat, "srid": 27700, "layer": layer})
         t.add_row("baseline snap (bench/baseline_app.py)", f"{pln:.2f}", f"{exe:.2f}", "yes" if gist else "no",
                   "yes" if jit else "no")
@@ -146,7 +136,7 @@ def run(
 
     db_total = sum(sum(v) for v in stats.values())
     n_stmt = sum(len(v) for v in stats.values())
-    t = Table(title=f"SQL per intake request ({requests} requests{', with --fix' if fix else ''}; "
+    t = Table(title=f"SQL per intake request ({requests} requests; "
                     f"status {dict(codes)})")
     for col in ("statement", "per request", "mean ms", "total ms / request", "share of SQL time"):
         t.add_column(col, justify="left" if col == "statement" else "right")

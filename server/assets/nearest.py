@@ -1,6 +1,7 @@
 """The SQL side of snapping: where a point is (boundary, ward, street) and the assets near it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -23,51 +24,47 @@ class Place:
     ewkt: str  # the point in the storage CRS, ready to bind as a geometry parameter
 
 
-# One round trip: boundary test, ward (containing, else nearest within 50 m for simplified
-# polygon gaps), nearest named street, and the k nearest assets of the layer by KNN. Boundary and ward
-# are tested on area_parts (areas cut into small pieces), not on the whole polygons.
-# Two things keep the KNN on the GiST index (else PostgreSQL sorts the whole layer): the point CTE
-# is NOT MATERIALIZED, and the inner ORDER BY is the distance alone — ties are broken outside.
-LOCATE_SQL = """
-    WITH p AS NOT MATERIALIZED (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid) AS g),
-    lyr AS (SELECT id FROM asset_layers WHERE name = :layer),
-    roads AS (SELECT id FROM asset_layers WHERE name = 'roads')
-    SELECT
-      ST_AsEWKT(p.g) AS ewkt,
-      EXISTS (SELECT 1 FROM area_parts b WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)) AS inside,
-      w.area_id AS ward_id, (SELECT name FROM areas WHERE id = w.area_id) AS ward,
-      (SELECT s.name FROM (SELECT a.name, a.geom <-> p.g AS d FROM assets a, p
-                            WHERE a.layer_id = (SELECT id FROM roads) AND a.name IS NOT NULL
-                            ORDER BY a.geom <-> p.g LIMIT 4) s
-        ORDER BY s.d, s.name LIMIT 1) AS street,
-      (SELECT id FROM lyr) AS layer_id,
-      (SELECT coalesce(json_agg(json_build_array(n.id, n.external_ref, n.d, n.name) ORDER BY n.d, n.id), '[]'::json)
-         FROM (SELECT * FROM (SELECT a.id, a.external_ref, a.name, ST_Distance(a.geom, p.g) AS d FROM assets a, p
-                               WHERE a.layer_id = (SELECT id FROM lyr)
-                               ORDER BY a.geom <-> p.g LIMIT :k + 2) n0
-                ORDER BY n0.d, n0.id LIMIT :k) n) AS candidates
-      {extra}
-    FROM p
-    LEFT JOIN LATERAL (
-      SELECT area_id FROM area_parts w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
-      ORDER BY ST_Distance(w.geom, p.g), area_id LIMIT 1) w ON true
-    """
-_LOCATE = text(LOCATE_SQL.format(extra=""))
+# One round trip: boundary test, ward, nearest named street and the layer's 3 nearest assets
+# (kerbside_locate, migration 0004: a PL/pgSQL function so its plan is made once per connection).
+LOCATE_SQL = "SELECT {extra} FROM kerbside_locate(:lon, :lat, :srid, :layer) l"
+_LOCATE = text(LOCATE_SQL.format(extra="l.*"))
+K = 3  # candidates kerbside_locate returns
 
 
 def locate_statement(extra_columns: str):
     """_LOCATE with more output columns (a use case's own lookup riding on the same round trip)."""
-    return text(LOCATE_SQL.format(extra=", " + extra_columns))
+    return text(LOCATE_SQL.format(extra="l.*, " + extra_columns))
 
 
-def locate(session: Session, lon: float, lat: float, layer: str | None, k: int = 3) -> Place:
-    """Boundary, ward, street and the k nearest assets of `layer` (none when layer is None)."""
-    return place_from_row(session.execute(_LOCATE, locate_params(lon, lat, layer, k)).one(), layer)
+def locate(session: Session, lon: float, lat: float, layer: str | None) -> Place:
+    """Boundary, ward, street and the K nearest assets of `layer` (none when layer is None)."""
+    return place_from_row(session.execute(_LOCATE, locate_params(lon, lat, layer)).one(), layer)
 
 
-def locate_params(lon: float, lat: float, layer: str | None, k: int = 3) -> dict:
+def locate_params(lon: float, lat: float, layer: str | None) -> dict:
     """The bind parameters of _LOCATE (and of statements made by locate_statement)."""
-    return {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer": layer or "", "k": k}
+    return {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer": layer or ""}
+
+
+def explain_locate(session: Session, lon: float, lat: float, layer: str, *, analyze: bool = False) -> list[str]:
+    """The plan kerbside_locate's query gets (generic, as inside the function), from its installed source.
+
+    EXPLAIN cannot see inside a function, so this prepares the function's query with the same plan mode.
+    Run inside a transaction: it sets plan_cache_mode for that transaction only.
+    """
+    src = session.execute(text("SELECT prosrc FROM pg_proc WHERE proname = 'kerbside_locate'")).scalar_one()
+    query = src[src.index("RETURN QUERY") + len("RETURN QUERY"):src.rindex("END")].strip().rstrip(";")
+    for i, name in enumerate(("p_lon", "p_lat", "p_srid", "p_layer"), start=1):
+        query = re.sub(rf"\b{name}\b", f"${i}", query)
+    session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    session.execute(text("PREPARE kerbside_locate_q(float8, float8, integer, text) AS " + query.replace(":", r"\:")))
+    try:
+        args = f"{float(lon)!r}, {float(lat)!r}, {int(get_settings().srid)}, '{layer.replace(chr(39), chr(39) * 2)}'"
+        # EXPLAIN EXECUTE takes no bind parameters: the arguments are literals (numbers, a quoted name).
+        return [r[0] for r in session.execute(
+            text(f"EXPLAIN {'(ANALYZE) ' if analyze else ''}EXECUTE kerbside_locate_q({args})"))]
+    finally:
+        session.execute(text("DEALLOCATE kerbside_locate_q"))
 
 
 def place_from_row(row, layer: str | None) -> Place:

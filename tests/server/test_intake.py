@@ -226,14 +226,19 @@ def test_reports_need_a_reporting_role(client, tokens, db):
 
 
 def test_nearest_asset_lookup_walks_the_spatial_index(db):
-    """The KNN must be an index scan on ix_assets_layer_geom (a full sort is fine on small layers, not on 1M)."""
-    from server.assets.nearest import _LOCATE
+    """The KNN must be an index scan on ix_assets_layer_geom (a full sort is fine on small layers, not on 1M).
+
+    kerbside_locate runs its query with a generic plan (made once per connection): EXPLAIN that query, taken
+    from the function as installed, the same way.
+    """
+    from server.assets.nearest import explain_locate
 
     db.execute(text("SET LOCAL enable_seqscan = off"))  # as on a big layer, where a scan would be slow
-    plan = [r[0].strip() for r in db.execute(text("EXPLAIN " + _LOCATE.text), {
-        "lon": -2.359, "lat": 51.3812, "srid": get_settings().srid, "layer": "street_lights", "k": 3})]
+    plan = [line.strip() for line in explain_locate(db, -2.359, 51.3812, "street_lights")]
     knn = [i for i, line in enumerate(plan) if line.startswith("->  Index Scan using ix_assets_layer_geom")]
     # Both the asset candidates and the street are ordered by the index itself (KNN), not by a sort.
     assert len(knn) == 2, "\n".join(plan)
     assert all(any(line.startswith("Order By: (geom <->") for line in plan[i + 1:i + 4]) for i in knn), \
         "\n".join(plan)
+    # Boundary and ward are tested on the small area parts, through their GiST index.
+    assert sum("ix_area_parts_kind_geom" in line for line in plan) == 2, "\n".join(plan)

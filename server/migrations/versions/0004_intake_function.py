@@ -1,4 +1,4 @@
-"""intake: area parts for fast point-in-area tests; the write half of a report as one server-side function
+"""intake: area parts for fast point-in-area tests; where a point is, and the write half of a report, as functions
 
 Revision ID: 0004_intake
 Revises: 0003_crew
@@ -147,6 +147,48 @@ END
 $fn$;
 """
 
+# Where a point is, in one call: boundary test, ward (containing, else nearest within 50 m for simplified
+# polygon gaps), nearest named street, the layer's id and its 3 nearest assets by KNN. PL/pgSQL so the
+# plan is made once per connection and kept (a generic plan: planning this query cost as much as running
+# it). Two things keep the KNN on the GiST index, else PostgreSQL sorts the whole layer: the point CTE is
+# NOT MATERIALIZED, and the inner ORDER BY is the distance alone (ties are broken outside). The LIMITs are
+# literals: with a parameter there, the generic plan stops using the index.
+LOCATE = r"""
+CREATE OR REPLACE FUNCTION kerbside_locate(p_lon float8, p_lat float8, p_srid integer, p_layer text)
+RETURNS TABLE (ewkt text, inside boolean, ward_id integer, ward text, street text, layer_id integer,
+               candidates json)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+    WITH p AS NOT MATERIALIZED (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(p_lon, p_lat), 4326), p_srid) AS g),
+    lyr AS (SELECT id FROM asset_layers WHERE name = p_layer),
+    roads AS (SELECT id FROM asset_layers WHERE name = 'roads')
+    SELECT
+      ST_AsEWKT(p.g),
+      EXISTS (SELECT 1 FROM area_parts b WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)),
+      w.area_id,
+      (SELECT name::text FROM areas WHERE id = w.area_id),
+      (SELECT s.name::text FROM (SELECT a.name, a.geom <-> p.g AS d FROM assets a
+                                  WHERE a.layer_id = (SELECT id FROM roads) AND a.name IS NOT NULL
+                                  ORDER BY a.geom <-> p.g LIMIT 4) s
+        ORDER BY s.d, s.name LIMIT 1),
+      (SELECT id FROM lyr),
+      (SELECT coalesce(json_agg(json_build_array(n.id, n.external_ref, n.d, n.name) ORDER BY n.d, n.id), '[]'::json)
+         FROM (SELECT * FROM (SELECT a.id, a.external_ref, a.name, ST_Distance(a.geom, p.g) AS d FROM assets a
+                               WHERE a.layer_id = (SELECT id FROM lyr)
+                               ORDER BY a.geom <-> p.g LIMIT 5) n0
+                ORDER BY n0.d, n0.id LIMIT 3) n)
+    FROM p
+    LEFT JOIN LATERAL (
+      SELECT area_id FROM area_parts w WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
+      ORDER BY ST_Distance(w.geom, p.g), area_id LIMIT 1) w ON true;
+END
+$fn$;
+"""
+
 # J-001234: at least six digits, never truncated (lpad would cut 1234567 to 123456).
 REFERENCE = r"""
 CREATE OR REPLACE FUNCTION kerbside_reference(prefix text, n bigint) RETURNS text
@@ -192,6 +234,7 @@ def upgrade() -> None:
     op.create_index('ix_area_parts_area_id', 'area_parts', ['area_id'], unique=False)
     op.execute(AREA_PARTS_SYNC)
     op.execute("INSERT INTO area_parts (area_id, kind, geom) SELECT id, kind, ST_Subdivide(geom, 64) FROM areas")
+    op.execute(LOCATE)
     op.execute(REFERENCE)
     op.execute(INTAKE)
 
@@ -202,3 +245,4 @@ def downgrade() -> None:
     op.drop_table('area_parts')
     op.execute("DROP FUNCTION IF EXISTS kerbside_intake(jsonb)")
     op.execute("DROP FUNCTION IF EXISTS kerbside_reference(text, bigint)")
+    op.execute("DROP FUNCTION IF EXISTS kerbside_locate(float8, float8, integer, text)")
