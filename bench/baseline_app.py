@@ -8,6 +8,7 @@ no validation beyond parsing, no duplicate check, no job: the floor the intake i
 """
 from __future__ import annotations
 
+import gc
 import uuid
 from contextlib import asynccontextmanager
 
@@ -66,6 +67,8 @@ def create_app(layer: str = "street_lights") -> FastAPI:
             state["layer"] = conn.execute(text("SELECT id FROM asset_layers WHERE name = :n"),
                                           {"n": layer}).scalar_one()
         state["srid"] = get_settings().srid
+        gc.collect()  # the same process tuning as the API's lifespan (server/main.py), for a like-for-like floor
+        gc.freeze()
         yield
 
     app = FastAPI(title="Kerbside intake baseline", lifespan=lifespan)

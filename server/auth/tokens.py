@@ -6,7 +6,7 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from server.auth import throttle
@@ -49,15 +49,19 @@ def create_token(session: Session, role: str, *, name: str | None = None, contra
     return row, secret
 
 
+_LOOKUP = select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.contractor_id, ApiToken.crew_id,
+                 ApiToken.token_hash, ApiToken.revoked_at, ApiToken.expires_at).where(
+    ApiToken.token_hash == bindparam("h"))
+
+
 def verify(session: Session, presented: str):
     """The live token row for a presented secret, or None (revoked, expired, unknown, or the caller throttled)."""
     if throttle.is_blocked():  # too many failures from this address: do not even look
         return None
     digest = hash_token(presented)
     # Columns, not the entity: this runs on every request, and a plain row skips the ORM's identity map.
-    row = session.execute(select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.contractor_id,
-                                 ApiToken.crew_id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.expires_at)
-                          .where(ApiToken.token_hash == digest)).first()
+    # On the session's connection (Core): the ORM layer adds nothing to a lookup of plain columns.
+    row = session.connection().execute(_LOOKUP, {"h": digest}).first()
     # The lookup is by hash; compare again in constant time so timing says nothing of near misses.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         throttle.note_failure()

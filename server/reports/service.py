@@ -43,7 +43,7 @@ def submit_report(session: Session, who: Principal, data: ReportIn, channel: str
     digest = payload_hash(data)
     category = known_category(data.category)
     try:
-        row = session.execute(_LOCATE_OR_REPLAY, {**nearest.locate_params(
+        row = session.connection().execute(_LOCATE_OR_REPLAY, {**nearest.locate_params(
             data.lon, data.lat, category.layer if category else None), "client_id": data.client_id}).one()
         if row.replay is not None:
             session.rollback()
@@ -158,7 +158,7 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
     status = "triage" if triage else "new"
     actor, role = who.actor, who.role
     runner = snap.runner_up if snap else None
-    written = session.execute(_WRITE, {"p": _json({
+    written = session.connection().execute(_WRITE, {"p": _json({
         "lock": _lock_key(category.code, chosen.asset_id if chosen else "-"),
         "category": category.code,
         "asset_id": chosen.asset_id if chosen else None,
