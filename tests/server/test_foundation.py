@@ -1,9 +1,11 @@
 """Foundation: migrations, health, tokens and the CLI contract, on the real database."""
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text
 
 from server.auth.models import ApiToken
@@ -86,3 +88,37 @@ def test_cli_token_create_prints_only_the_token_and_revoke_works(prepared_db, en
     bad = subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", "contractor"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stdout == "" and "--contractor" in bad.stderr
+
+
+@pytest.mark.parametrize("idle_seconds, survives", [(0.2, True), (3600, False)])
+def test_an_idle_pooled_connection_that_died_is_replaced_before_use(prepared_db, idle_seconds, survives):
+    """A pooled connection idle past the threshold is pinged on checkout and a dead one replaced unseen.
+
+    (With a threshold it has not reached, the dead connection is handed out: that is what the ping saves.)
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    from server.config import get_settings
+    from server.db import _ping_when_idle
+
+    url = get_settings().database_url
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    _ping_when_idle(engine, idle_seconds)
+    killer = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with killer.connect() as conn:  # as a database restart would, behind the pool's back
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+        time.sleep(0.4)
+        with engine.connect() as conn:
+            if survives:
+                assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+            else:
+                with pytest.raises(OperationalError):
+                    conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+        killer.dispose()
