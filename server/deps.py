@@ -46,16 +46,41 @@ def current_principal(request: Request, session: SessionDep) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
+def check_role(user: Principal, roles: tuple[str, ...]) -> Principal:
+    """The caller must hold one of `roles` (admin always may), else 403."""
+    if user.role != "admin" and user.role not in roles:
+        raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+    return user
+
+
 def require(*roles: str):
     """Dependency factory: the caller must hold one of `roles` (admin always may)."""
 
     async def check(user: CurrentUser) -> Principal:  # async: no I/O, so no trip through the thread pool
-        if user.role != "admin" and user.role not in roles:
-            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
-        return user
+        return check_role(user, roles)
 
     check.roles = roles  # read by server.openapi to declare the 403
     return Depends(check)
+
+
+def authenticate(request: Request, session: Session, roles: tuple[str, ...]) -> Principal:
+    """current_principal and require(*roles) as one plain call.
+
+    For a hot handler that does its whole job in one trip through the thread pool (the token lookup is
+    database I/O, so as a dependency of its own it costs a trip). Declare it with authenticated_in_handler.
+    """
+    return check_role(current_principal(request, session), roles)
+
+
+def authenticated_in_handler(*roles: str):
+    """Declares, for OpenAPI and the access matrix, that the handler calls authenticate(…, roles) first."""
+
+    async def declared() -> None:  # nothing to do here: the handler authenticates before anything else
+        return None
+
+    declared.roles = roles
+    declared.bearer = True  # read by server.openapi: the route takes a bearer token (401, 429)
+    return Depends(declared)
 
 
 def _is_list(annotation) -> bool:

@@ -153,7 +153,7 @@ def _api_operation(op: dict, route: APIRoute, method: str, path: str) -> None:
     calls = _calls(route)
     statuses = {int(s) for s in op.get("responses", {}) if s.isdigit()}
     problems: set[int] = set()
-    if current_principal in calls:
+    if current_principal in calls or any(getattr(c, "bearer", False) for c in calls):
         op["security"] = [{"bearerAuth": []}]
         problems |= {401, 429}
         if _roles(calls):
@@ -218,6 +218,17 @@ def _webhook_operation(op: dict) -> None:
     op["responses"]["404"]["content"]["application/json"] = {"schema": {"type": "object"}}
 
 
+def _add_body_models(doc: dict) -> None:
+    """Request models that handlers read themselves (declared in openapi_extra by $ref), as components."""
+    from server.reports.schemas import ReportIn
+
+    for model in (ReportIn,):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            doc["components"]["schemas"].setdefault(name, sub)
+        doc["components"]["schemas"].setdefault(model.__name__, schema)
+
+
 def complete(app: FastAPI, doc: dict) -> dict:
     """Add problem responses, auth and the hand-read parameters to a generated OpenAPI document."""
     doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
@@ -225,6 +236,7 @@ def complete(app: FastAPI, doc: dict) -> dict:
         "type": "http", "scheme": "bearer", "description": "an API token (ks_…); contractor tokens see their jobs"}
     for schema in ("HTTPValidationError", "ValidationError"):
         doc["components"]["schemas"].pop(schema, None)
+    _add_body_models(doc)
     for route, path in api_routes(app):
         if not route.include_in_schema:
             continue

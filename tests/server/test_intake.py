@@ -225,6 +225,29 @@ def test_reports_need_a_reporting_role(client, tokens, db):
     assert post(client, contractor, body()).status_code == 403
 
 
+def test_intake_checks_run_in_order_json_then_token_then_fields(client, tokens, db):
+    """The handler authenticates itself (one thread-pool trip): the order of refusals is FastAPI's."""
+    from server.auth.tokens import create_token
+
+    _, contractor = create_token(db, "contractor", contractor="street-lighting")
+    before = db.scalar(select(func.count()).select_from(Report))
+    json_type = {"content-type": "application/json"}
+    bad = {**body(), "lat": "north-ish"}
+    r = client.post("/api/v1/reports", content=b'{"lat": ', headers=json_type)  # no token, malformed JSON
+    assert r.status_code == 422 and r.json()["type"].endswith("/malformed-json")
+    assert client.post("/api/v1/reports", json=bad).status_code == 401
+    assert client.post("/api/v1/reports", content=b"", headers=json_type).status_code == 401
+    assert post(client, contractor, bad).status_code == 403
+    r = post(client, tokens["field_worker"], bad)
+    assert r.status_code == 422 and r.json()["type"].endswith("/validation-error") and r.json()["fields"] == ["lat"]
+    r = client.post("/api/v1/reports", content=b"", headers={**auth(tokens["field_worker"]), **json_type})
+    assert r.status_code == 422 and r.json()["fields"] == ["body"]
+    r = client.post("/api/v1/reports", content=json.dumps(body()),
+                    headers={**auth(tokens["field_worker"]), "content-type": "text/plain"})
+    assert r.status_code == 422 and r.json()["fields"] == ["body"]
+    assert db.scalar(select(func.count()).select_from(Report)) == before  # nothing stored by any of them
+
+
 def test_nearest_asset_lookup_walks_the_spatial_index(db):
     """The KNN must be an index scan on ix_assets_layer_geom (a full sort is fine on small layers, not on 1M).
 
