@@ -28,18 +28,30 @@ class AuthThrottle:
     def __init__(self, rate: str) -> None:
         self.item = parse(rate)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        # When each address last failed: an address with no failure in the window cannot be blocked, and
+        # that is nearly every request, so the limiter is only asked about addresses that did fail.
+        self.last_failed: dict[str, float] = {}
 
     def failed(self, address: str) -> None:
         """Record one failed credential from this address."""
+        now = time.monotonic()
+        if len(self.last_failed) > 10_000:  # keep the map to the addresses of the current window
+            window = self.item.get_expiry()
+            self.last_failed = {a: t for a, t in self.last_failed.items() if now - t <= window}
+        self.last_failed[address] = now
         self.limiter.hit(self.item, NAMESPACE, address)
 
     def blocked(self, address: str) -> bool:
         """Has this address used up its failures for the window?"""
+        last = self.last_failed.get(address)
+        if last is None or time.monotonic() - last > self.item.get_expiry():
+            return False
         return not self.limiter.test(self.item, NAMESPACE, address)
 
     def reset(self) -> None:
         """Forget every failure (tests; an operator restarting the process does the same)."""
         self.limiter.storage.reset()
+        self.last_failed.clear()
 
     def retry_after(self, address: str) -> int:
         """Whole seconds until the address may try again."""
