@@ -5,6 +5,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from sqlalchemy import select
 from server.config import get_settings
 from starlette.concurrency import run_in_threadpool
 
-from server.deps import CurrentUser, Principal, SessionDep, authenticate, authenticated_in_handler, require
+from server.deps import (Caller, CurrentUser, Principal, SessionDep, authenticate, authenticated_in_handler,
+                         require)
 from server.errors import json_body, validated
 from server.errors import DomainError, NotFound
 from server.jobs.access import SEE_ALL, visible
@@ -48,8 +50,13 @@ async def create_report(request: Request, session: SessionDep):
 
 
 def _create_report(request: Request, session, payload) -> tuple[int, dict]:
-    who = authenticate(request, session, REPORTERS)
-    return service.submit_report(session, who, validated(ReportIn, payload), channel_for(who))
+    try:
+        data = validated(ReportIn, payload)
+    except RequestValidationError:
+        authenticate(request, session, REPORTERS)  # the token and the role are judged before the fields
+        raise
+    # A valid body: the token is looked up in the intake's first statement and judged before anything else.
+    return service.submit_report(session, Caller.from_request(request, REPORTERS), data, channel_for)
 
 
 def _report_or_404(session, who: Principal, reference: str) -> Report:

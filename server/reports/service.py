@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, text
@@ -16,7 +17,7 @@ from server.catalogue.answers import AnswerError, priority_for, validate_answers
 from server.catalogue.schemas import CategoryDef, UnknownCategory
 from server.catalogue.service import category_or_422, get_catalogue
 from server.config import get_settings
-from server.deps import Principal
+from server.deps import Caller, Principal
 from server.errors import Conflict, DomainError
 from server.jobs import sla
 from server.jobs.models import Job, JobEvent
@@ -33,18 +34,27 @@ def payload_hash(data: ReportIn) -> str:
     return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def submit_report(session: Session, who: Principal, data: ReportIn, channel: str, *,
-                  reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
+def submit_report(session: Session, who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str],
+                  *, reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
     """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
 
-    Two statements: where the point is (with the replay check), then the write (kerbside_intake, migration
-    0004: lock, duplicate, job, report with its answer, timeline, dispatch, notifications).
+    Two statements: where the point is (with the replay check, and the token lookup when `who` is a Caller
+    still to be judged), then the write (kerbside_intake, migration 0004: lock, duplicate, job, report with
+    its answer, timeline, dispatch, notifications). `channel` may be a function of the caller.
     """
     digest = payload_hash(data)
     category = known_category(data.category)
+    params = {**nearest.locate_params(data.lon, data.lat, category.layer if category else None),
+              "client_id": data.client_id}
+    statement = _LOCATE_OR_REPLAY
+    if isinstance(who, Caller):
+        statement, params["token_hash"] = _LOCATE_REPLAY_CALLER, who.digest
     try:
-        row = session.connection().execute(_LOCATE_OR_REPLAY, {**nearest.locate_params(
-            data.lon, data.lat, category.layer if category else None), "client_id": data.client_id}).one()
+        row = session.connection().execute(statement, params).one()
+        if isinstance(who, Caller):
+            who = who.resolve(row.caller)  # 401 / 403 before anything is answered, a replay included
+        if callable(channel):
+            channel = channel(who)
         if row.replay is not None:
             session.rollback()
             return 200, with_words(_replayed(*row.replay, digest))
@@ -82,8 +92,9 @@ def with_words(answer: dict) -> dict:
 
 
 # The replay check rides on the locate round trip: a retry costs one statement.
-_LOCATE_OR_REPLAY = nearest.locate_statement(
-    "(SELECT json_build_array(r.payload_hash, r.response) FROM reports r WHERE r.client_id = :client_id) AS replay")
+_REPLAY = "(SELECT json_build_array(r.payload_hash, r.response) FROM reports r WHERE r.client_id = :client_id) AS replay"
+_LOCATE_OR_REPLAY = nearest.locate_statement(_REPLAY)
+_LOCATE_REPLAY_CALLER = nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller")
 _WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
 _STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")  # after escalation
 

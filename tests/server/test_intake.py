@@ -248,6 +248,24 @@ def test_intake_checks_run_in_order_json_then_token_then_fields(client, tokens, 
     assert db.scalar(select(func.count()).select_from(Report)) == before  # nothing stored by any of them
 
 
+def test_a_retry_is_answered_only_to_a_live_token_of_a_reporting_role(client, db):
+    """The token is looked up in the same statement as the replay check, and judged before it."""
+    from server.auth.tokens import create_token
+
+    row, secret = create_token(db, "field_worker", name="soon-revoked")
+    _, contractor = create_token(db, "contractor", contractor="street-lighting")
+    db.flush()
+    b = body()
+    first = post(client, secret, b)
+    assert first.status_code == 201
+    assert post(client, contractor, b).status_code == 403
+    row.revoked_at = datetime.now(timezone.utc)
+    db.flush()
+    r = post(client, secret, b)
+    assert r.status_code == 401 and "reference" not in r.json()
+    assert post(client, f"{secret}x", b).status_code == 401
+
+
 def test_nearest_asset_lookup_walks_the_spatial_index(db):
     """The KNN must be an index scan on ix_assets_layer_geom (a full sort is fine on small layers, not on 1M).
 
