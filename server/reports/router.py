@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi import Path as FastPath
@@ -46,7 +47,14 @@ async def create_report(request: Request, session: SessionDep):
     # checked in the order FastAPI would (malformed JSON, then the token and role, then the fields).
     payload = json_body(request, await request.body())
     status, answer = await run_in_threadpool(_create_report, request, session, payload)
-    return JSONResponse(answer, status_code=status)
+    return FastJSONResponse(answer, status_code=status)
+
+
+class FastJSONResponse(JSONResponse):
+    """JSONResponse with orjson's encoder (the same compact UTF-8 JSON, several times faster)."""
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
 
 
 def _create_report(request: Request, session, payload) -> tuple[int, dict]:
