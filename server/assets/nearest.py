@@ -28,7 +28,6 @@ class Place:
 # (kerbside_locate, migration 0004: a PL/pgSQL function so its plan is made once per connection).
 LOCATE_SQL = "SELECT {extra} FROM kerbside_locate(:lon, :lat, :srid, :layer) l"
 _LOCATE = text(LOCATE_SQL.format(extra="l.*"))
-K = 3  # candidates kerbside_locate returns
 
 
 def locate_statement(extra_columns: str):
@@ -37,7 +36,7 @@ def locate_statement(extra_columns: str):
 
 
 def locate(session: Session, lon: float, lat: float, layer: str | None) -> Place:
-    """Boundary, ward, street and the K nearest assets of `layer` (none when layer is None)."""
+    """Boundary, ward, street and the 3 nearest assets of `layer` (none when layer is None)."""
     return place_from_row(session.execute(_LOCATE, locate_params(lon, lat, layer)).one(), layer)
 
 

@@ -19,13 +19,21 @@ def get_catalogue() -> Catalogue:
     return load_catalogue(get_settings().catalogue_file)
 
 
-def category_or_422(code: str) -> CategoryDef:
-    """The category with this code, or an `unknown-category` problem naming the field."""
+def known_category(code: str) -> CategoryDef | None:
+    """The category with this code, or None when there is none."""
     try:
         return get_catalogue().get(code)
     except UnknownCategory:
+        return None
+
+
+def category_or_422(code: str) -> CategoryDef:
+    """The category with this code, or an `unknown-category` problem naming the field."""
+    category = known_category(code)
+    if category is None:
         raise DomainError(f"unknown category {code!r}; GET /api/v1/categories lists them",
-                          fields=["category"], code="unknown-category", status=422) from None
+                          fields=["category"], code="unknown-category", status=422)
+    return category
 
 
 def sync_to_db(session: Session) -> int:

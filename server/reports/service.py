@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from server import events
 from server.assets import nearest, snapping
 from server.catalogue.answers import AnswerError, priority_for, validate_answers
-from server.catalogue.schemas import CategoryDef, UnknownCategory
-from server.catalogue.service import category_or_422, get_catalogue
+from server.catalogue.schemas import CategoryDef
+from server.catalogue.service import category_or_422, known_category
 from server.config import get_settings
 from server.deps import Caller, Principal
 from server.errors import Conflict, DomainError
@@ -44,7 +44,7 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
     its answer, timeline, dispatch, notifications). `channel` may be a function of the caller.
     """
     digest = payload_hash(data)
-    category = known_category(data.category)
+    category = known_category(data.category)  # None is judged later: a retry is answered first
     params = {**nearest.locate_params(data.lon, data.lat, category.layer if category else None),
               "client_id": data.client_id}
     statement = _LOCATE_OR_REPLAY
@@ -98,14 +98,6 @@ _LOCATE_OR_REPLAY = nearest.locate_statement(_REPLAY)
 _LOCATE_REPLAY_CALLER = nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller")
 _WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
 _STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")  # after escalation
-
-
-def known_category(code: str) -> CategoryDef | None:
-    """The category, or None when unknown (a retry is answered before the category is judged)."""
-    try:
-        return get_catalogue().get(code)
-    except UnknownCategory:
-        return None
 
 
 def _replayed(stored_hash: str, response: dict, digest: str) -> dict:
