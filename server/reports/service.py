@@ -40,7 +40,7 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
     """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
 
     Two statements: where the point is (with the replay check, and the token lookup when `who` is a Caller
-    still to be judged), then the write (kerbside_intake, migration 0004: lock, duplicate, job, report with
+    still to be judged), then the write (kerbside_intake, migrations 0004-0005: lock, duplicate, job, report with
     its answer, timeline, dispatch, notifications). `channel` may be a function of the caller.
     """
     digest = payload_hash(data)
@@ -93,7 +93,8 @@ def with_words(answer: dict) -> dict:
 
 
 # The replay check rides on the locate round trip: a retry costs one statement.
-_REPLAY = "(SELECT json_build_array(r.payload_hash, r.response) FROM reports r WHERE r.client_id = :client_id) AS replay"
+# kerbside_replay (migration 0005) keeps the lookup on its index however few reports there are yet.
+_REPLAY = "kerbside_replay(:client_id) AS replay"
 _LOCATE_OR_REPLAY = nearest.locate_statement(_REPLAY)
 _LOCATE_REPLAY_CALLER = nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller")
 _WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
