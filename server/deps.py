@@ -131,6 +131,8 @@ async def single_valued_query(request: Request) -> None:
 
     Async: it only reads the request, so it needs no worker thread.
     """
+    if not request.scope.get("query_string"):
+        return  # nothing given, nothing repeated (most requests: skip walking the dependency tree)
     stack = [getattr(request.scope.get("route"), "dependant", None)]
     while stack:
         dependant = stack.pop()

@@ -16,7 +16,6 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.datastructures import MutableHeaders
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("kerbside_request_id", default=None)
 # Accept a caller's id only if it is short and plain (it ends up in every log line and response).
@@ -137,16 +136,29 @@ def route_template(scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def _security_headers(headers: MutableHeaders, scope) -> None:
-    path = scope.get("path", "")
-    for name, value in (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-                        ("X-Frame-Options", "DENY")):
-        if name not in headers:
-            headers[name] = value
-    if "content-security-policy" not in headers and not path.startswith(DOC_PAGES):
-        headers["Content-Security-Policy"] = API_CSP
-    if scope.get("scheme") == "https" and "strict-transport-security" not in headers:
-        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+_ALWAYS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+           (b"x-frame-options", b"DENY"))
+_CSP = (b"content-security-policy", API_CSP.encode())
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _response_headers(message: dict, scope, rid: str, has_auth: bool) -> None:
+    """Add the request id and the security headers to a response start, keeping any the app set itself.
+
+    Works on the raw header list (every answer passes here: no header object, one pass over the names).
+    """
+    raw = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]  # ours replaces any
+    present = {k.lower() for k, _ in raw}
+    raw.append((b"x-request-id", rid.encode("latin-1")))
+    raw.extend(h for h in _ALWAYS if h[0] not in present)
+    if _CSP[0] not in present and not scope.get("path", "").startswith(DOC_PAGES):
+        raw.append(_CSP)
+    if scope.get("scheme") == "https" and _HSTS[0] not in present:
+        raw.append(_HSTS)
+    if has_auth and _NO_STORE[0] not in present:
+        raw.append(_NO_STORE)
+    message["headers"] = raw
 
 
 class RequestContext:
@@ -174,11 +186,7 @@ class RequestContext:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 state["status"], state["started"] = message["status"], True
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = rid
-                _security_headers(headers, scope)
-                if has_auth and "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
+                _response_headers(message, scope, rid, has_auth)
             await send(message)
 
         try:
@@ -198,9 +206,11 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             metrics.observe_request(scope.get("method", ""), route, state["status"], elapsed)
-            access_log.info("%s %s %s", scope.get("method"), route, state["status"], extra={
-                "http": {"method": scope.get("method"), "route": route, "status": state["status"],
-                         "target": safe_target(scope.get("path", ""), scope.get("query_string", b"").decode("latin-1")),
-                         "duration_ms": round(elapsed * 1000, 1), "client": client}})
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %s", scope.get("method"), route, state["status"], extra={
+                    "http": {"method": scope.get("method"), "route": route, "status": state["status"],
+                             "target": safe_target(scope.get("path", ""),
+                                                   scope.get("query_string", b"").decode("latin-1")),
+                             "duration_ms": round(elapsed * 1000, 1), "client": client}})
             auth_throttle.leave(throttle_token)
             REQUEST_ID.reset(token)
