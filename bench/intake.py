@@ -304,13 +304,32 @@ def db_split(before: dict, after: dict, requests: int, seconds: float) -> dict[s
             "active_ms": d["active_time"] / n, "idle_in_tx_ms": d["idle_in_transaction_time"] / n}
 
 
+def _backends(table: dict[int, tuple[int, float]], postmaster: int | None) -> float:
+    """CPU seconds of PostgreSQL's client backends (the rest of its tree is background work: autovacuum,
+    WAL writer, checkpointer, and backends that already exited)."""
+    total = 0.0
+    for pid, (ppid, cpu) in table.items():
+        if ppid == postmaster:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            # "postgres: USER DATABASE HOST(PORT) STATE"; background processes name their role instead.
+            if title.startswith("postgres: ") and len(title.split()) >= 4 and "(" in title.split()[3]:
+                total += cpu
+    return total
+
+
 def cpu_snapshot(app_pid: int) -> dict[str, float]:
-    """CPU seconds so far: the server's process tree, PostgreSQL's, the whole machine, our waited children."""
+    """CPU seconds so far: the server's process tree, PostgreSQL's (and its client backends'), the whole
+    machine, our waited children."""
     import resource
 
     table = _proc_table()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"app": _tree_cpu(table, app_pid), "db": _tree_cpu(table, _postmaster()), "machine": _machine_busy(),
+    postmaster = _postmaster()
+    return {"app": _tree_cpu(table, app_pid), "db": _tree_cpu(table, postmaster),
+            "db_backends": _backends(table, postmaster), "machine": _machine_busy(),
             "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic()}
 
 
@@ -320,7 +339,8 @@ def cpu_split(before: dict[str, float], after: dict[str, float], requests: int) 
     n = max(requests, 1)
     other = d["machine"] - d["app"] - d["db"] - d["children"]
     capacity = d["t"] * (os.cpu_count() or 1)
-    return {"app_ms": 1000 * d["app"] / n, "db_ms": 1000 * d["db"] / n, "wrk_ms": 1000 * d["children"] / n,
+    return {"app_ms": 1000 * d["app"] / n, "db_ms": 1000 * d["db"] / n,
+            "db_backends_ms": 1000 * d["db_backends"] / n, "wrk_ms": 1000 * d["children"] / n,
             "other_ms": 1000 * max(other, 0.0) / n, "other_pct": 100 * max(other, 0.0) / capacity,
             "util": 100 * d["machine"] / capacity}
 
@@ -400,7 +420,8 @@ def _ratio(r: float) -> str:
 
 def _fmt_cpu(p: Phase) -> list[str]:
     c = p.cpu or {}
-    return [f"{c.get('app_ms', 0):.1f}", f"{c.get('db_ms', 0):.1f}", f"{c.get('wrk_ms', 0):.1f}",
+    return [f"{c.get('app_ms', 0):.1f}", f"{c.get('db_ms', 0):.1f} ({c.get('db_backends_ms', 0):.1f})",
+            f"{c.get('wrk_ms', 0):.1f}",
             f"{c.get('other_ms', 0):.1f} ({c.get('other_pct', 0):.0f}% of the machine)", f"{c.get('util', 0):.0f}%"]
 
 
@@ -442,7 +463,7 @@ def write_results(command: str, info: dict, assets: dict, cfg: dict, rows: list[
         ratio_ok, p99_ok = ratio >= 0.5, intake.p99 < 100
         lines += [f"### uvicorn --workers {workers}", "",
                   "| server | requests/s | p50 ms | p95 ms | p99 ms | requests | errors (non-2xx + socket) "
-                  "| CPU ms/req: app | PostgreSQL | wrk | other processes | machine busy |",
+                  "| CPU ms/req: app | PostgreSQL (its backends) | wrk | other processes | machine busy |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         lines += ["| " + " | ".join(_fmt(p) + _fmt_cpu(p)) + " |" for p in (intake, base)]
         lines += ["",
@@ -590,7 +611,8 @@ def run(
             p = measured[name]
             console.print(f"{name:8} workers={w}: {p.rps:,.0f} req/s  p50 {p.p50:.1f} ms  p95 {p.p95:.1f} ms  "
                           f"p99 {p.p99:.1f} ms  errors {p.errors}  {p.statuses}  CPU/req: app "
-                          f"{p.cpu['app_ms']:.1f} ms, PostgreSQL {p.cpu['db_ms']:.1f} ms, wrk {p.cpu['wrk_ms']:.1f} ms,"
+                          f"{p.cpu['app_ms']:.1f} ms, PostgreSQL {p.cpu['db_ms']:.1f} ms (backends "
+                          f"{p.cpu['db_backends_ms']:.1f}), wrk {p.cpu['wrk_ms']:.1f} ms,"
                           f" other {p.cpu['other_ms']:.1f} ms; machine {p.cpu['util']:.0f}% busy; db {p.raw.get('db')}")
         rows.append((w, measured["intake"], measured["baseline"]))
 
