@@ -312,3 +312,32 @@ def test_the_write_path_reads_jobs_and_reports_by_index_even_while_they_are_smal
     delta = {t: (after[t][0] - before.get(t, (0, 0))[0], after[t][1] - before.get(t, (0, 0))[1]) for t in after}
     assert delta["jobs"][0] == 0 and delta["jobs"][1] > 0, delta
     assert delta["reports"][0] == 0 and delta["reports"][1] > 0, delta
+
+
+def test_a_category_ward_or_token_that_reports_refer_to_cannot_be_deleted(client, db):
+    """Those references are guarded from the referenced tables' side (migration 0006), not by keys that would
+    lock the category's, ward's and token's rows in every report's transaction."""
+    from sqlalchemy.exc import IntegrityError
+
+    from server.auth.tokens import create_token
+
+    row, secret = create_token(db, "field_worker", name="guarded")
+    db.flush()
+    r = post(client, secret, body())
+    assert r.status_code == 201, r.text
+    rep = db.scalar(select(Report).where(Report.reference == r.json()["reference"]))
+    assert rep.ward_id is not None and rep.token_id == row.id
+    for statement, params in (("DELETE FROM categories WHERE code = :k", {"k": "grit_bin"}),
+                              ("UPDATE categories SET code = 'grit_bin_2' WHERE code = :k", {"k": "grit_bin"}),
+                              ("DELETE FROM areas WHERE id = :k", {"k": rep.ward_id}),
+                              ("DELETE FROM api_tokens WHERE id = :k", {"k": row.id})):
+        with pytest.raises(IntegrityError, match="is referred to by jobs or reports"):
+            with db.begin_nested():
+                db.execute(text(statement), params)
+    # What is not referred to, or not a key, changes as before.
+    with db.begin_nested():
+        db.execute(text("UPDATE categories SET name = name || ' (renamed)' WHERE code = 'grit_bin'"))
+        db.execute(text("UPDATE api_tokens SET revoked_at = now() WHERE id = :k"), {"k": row.id})
+        other, _ = create_token(db, "field_worker", name="never-used")
+        db.flush()
+        assert db.execute(text("DELETE FROM api_tokens WHERE id = :k"), {"k": other.id}).rowcount == 1
