@@ -42,6 +42,16 @@ for contractor in street-lighting green-spaces; do
   pids+=($!)
 done
 
+# The GOV.UK Notify simulator, acting as our Notify service (the key and callback token come from settings).
+(umask 077; $PY -m server.cli notify-simulator-env > .data/notify-sim.env)
+notify_port=$(sed -n 's/^NOTIFY_SIM_PORT=//p' .data/notify-sim.env)
+if (exec 3<>"/dev/tcp/127.0.0.1/$notify_port") 2>/dev/null; then
+  die "port $notify_port (the Notify simulator) is already in use"
+fi
+say "starting the Notify simulator on http://127.0.0.1:$notify_port"
+(set -a; . ./.data/notify-sim.env; exec $PY -m notify_simulator --log-file .data/notify-sim-messages.jsonl) &
+pids+=($!)
+
 say "starting the worker"
 $PY -m server.worker &
 pids+=($!)
@@ -64,6 +74,7 @@ cat >&2 <<MSG
     Health    http://$HOST:$PORT/healthz
     Contractor simulators  street-lighting http://127.0.0.1:$(sed -n 's/^SIM_PORT=//p' .data/sim-street-lighting.env)/_control/state
                            green-spaces    http://127.0.0.1:$(sed -n 's/^SIM_PORT=//p' .data/sim-green-spaces.env)/_control/state
+    Notify simulator       http://127.0.0.1:$notify_port/_control/messages (emails and texts sent)
   Demo tokens are in the table above (and in .data/demo-tokens.env).
   Ctrl-C stops the API and the worker; 'make stop' stops the database.
 

@@ -171,6 +171,42 @@ def token_revoke(token: str = typer.Argument(..., help="token id, the token or i
     err.print(f"revoked {n} token(s)")
 
 
+@app.command("notify-simulator-env")
+def notify_simulator_env() -> None:
+    """Print NOTIFY_SIM_* lines that make the Notify simulator act as our Notify service."""
+    from server.config import get_settings
+
+    s = get_settings()
+    base = s.public_base_url.rstrip("/")
+    for name, value in (("API_KEY", s.notify_api_key), ("PORT", s.notify_simulator_port),
+                        ("RECEIPT_URL", f"{base}/api/v1/notify/receipts"),
+                        ("INBOUND_URL", f"{base}/api/v1/notify/inbound-sms"),
+                        ("CALLBACK_TOKEN", s.notify_callback_token)):
+        sys.stdout.write(f"NOTIFY_SIM_{name}={value}\n")
+
+
+contact_app = typer.Typer(no_args_is_help=True, help="Reporters' contact details")
+app.add_typer(contact_app, name="contact")
+
+
+@contact_app.command("erase")
+def contact_erase(
+    report: Optional[str] = typer.Option(None, help="erase the contact of this report (R-001234)"),
+    email: Optional[str] = typer.Option(None, help="erase this email address's contact from every report"),
+    phone: Optional[str] = typer.Option(None, help="erase this phone number's contact from every report"),
+) -> None:
+    """Erase a person on request: their name, email and phone go; reports, jobs and history stay."""
+    from server.db import new_session
+    from server.notifications.contacts import erase_person
+
+    if sum(v is not None for v in (report, email, phone)) != 1:
+        _fail("give exactly one of --report, --email, --phone")
+    with new_session() as s:
+        n = erase_person(s, report=report, email=email, phone=phone, actor="cli:erase", role="admin")
+    err.print(f"erased {n} contact(s)")
+    sys.stdout.write(f"{n}\n")
+
+
 _register_import()
 
 if __name__ == "__main__":

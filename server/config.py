@@ -12,6 +12,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Values that only make sense on a developer's machine; production refuses them.
 DEMO_SECRET = "kerbside-demo-secret-change-me"
+# A well-formed Notify key for the simulator only (key name, service id, secret).
+DEMO_NOTIFY_KEY = "kerbside_demo-5b1a0c3e-7d2f-4e8a-9c61-2f4b8d0e1a73-0e9f7c2a-4b6d-4f1e-8a35-c7d2e9b0f614"
 
 
 class Settings(BaseSettings):
@@ -82,6 +84,16 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     # Unknown/revoked/expired tokens per client address before 429 (a `limits` rate string, e.g. 20/minute).
     auth_failure_rate: str = "20/minute"
+    # Reporter contact: erased this many days after the report (the worker sweeps it).
+    contact_retention_days: int = Field(395, ge=1, le=3650)
+    # GOV.UK Notify: API key (name-serviceid-secret), base URL (the simulator in development), the bearer token
+    # Notify sends with its callbacks, and the hours when no texts go out (Europe/London; they wait).
+    notify_api_key: str = DEMO_NOTIFY_KEY
+    notify_base_url: str = "http://127.0.0.1:8102"
+    notify_simulator_port: int = Field(8102, ge=1, le=65535)
+    notify_callback_token: str = DEMO_SECRET
+    notify_quiet_start: str = Field("21:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    notify_quiet_end: str = Field("08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
     @field_validator("auth_failure_rate")
     @classmethod
@@ -108,6 +120,8 @@ class Settings(BaseSettings):
                 problems.append("KERBSIDE_METRICS_TOKEN must be 32+ random characters (or empty: loopback only)")
             if self.public_base_url.startswith("http://"):
                 problems.append("KERBSIDE_PUBLIC_BASE_URL must be https in production")
+            if self.notify_api_key == DEMO_NOTIFY_KEY or self.notify_callback_token == DEMO_SECRET:
+                problems.append("KERBSIDE_NOTIFY_API_KEY and KERBSIDE_NOTIFY_CALLBACK_TOKEN must be set")
             if problems:
                 raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

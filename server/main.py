@@ -21,6 +21,8 @@ from server.ogc.router import router as ogc_router
 from server.open311.router import router as open311_router
 from server.outbox.router import router as outbox_router
 from server.reports.router import router as reports_router
+from server.notifications.public import router as public_router
+from server.notifications.router import router as notifications_router
 
 log = logging.getLogger("kerbside")
 
@@ -118,6 +120,8 @@ def create_app() -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(open311_router)
     app.include_router(ogc_router)
+    app.include_router(notifications_router)
+    app.include_router(public_router)
     contact_centre.install(app)  # dashboard pages + API, /api/v1/events, /api/v1/subscriptions
     openapi.install(app)  # problem+json and auth declared on every operation
     return app

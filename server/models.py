@@ -9,3 +9,4 @@ from server.inbound.models import ImportRun, InboundUpdate, WorkerHeartbeat  # n
 from server.jobs.models import Job, JobEvent  # noqa: F401
 from server.outbox.models import OutboxMessage, Subscription  # noqa: F401
 from server.reports.models import Photo, Report  # noqa: F401
+from server.notifications.models import Chaser, ContactAccess, Notification, ReporterContact  # noqa: F401

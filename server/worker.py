@@ -34,10 +34,11 @@ def scheduled_jobs() -> list[tuple[callable, int]]:
     """(function, interval seconds) for every periodic job the domain modules declare."""
     from server.inbound.scheduled import poll_contractors
     from server.jobs.scheduled import run_sla_sweep
+    from server.notifications.contacts import sweep_retention
 
     s = get_settings()
     return [(heartbeat, s.worker_heartbeat_seconds), (poll_contractors, s.contractor_poll_seconds),
-            (run_sla_sweep, s.sla_sweep_seconds)]
+            (run_sla_sweep, s.sla_sweep_seconds), (sweep_retention, 3600)]
 
 
 _wake = threading.Event()

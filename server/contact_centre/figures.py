@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from server.config import get_settings
 from server.dispatch.models import Contractor, Crew
 from server.jobs.models import Job
+from server.notifications.avoidable import avoidable_contact
 from server.reports.models import Report
 
 FIXED = ("completed", "closed")
@@ -104,6 +105,7 @@ def figures(session: Session, start: date, end: date) -> dict:
                 "by_assignee": _sla_rows(session, since, until, who)},
         "repeat_reports": _repeats(session, since, until),
         "first_contact": _first_contact(session, since, until),
+        "avoidable_contact": avoidable_contact(session, since, until),
         "definitions": DEFINITIONS,
     }
 

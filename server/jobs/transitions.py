@@ -90,6 +90,10 @@ def move(session: Session, job: Job, to: str, who: Principal | str, *, note: str
     job.status = to
     job.updated_at = now
     after = {"status": to, "due_at": iso(job.due_at)}
-    return append_event(session, job, events.STATUS_CHANGED, who, before=before, after=after,
-                        data={"action": rules.action_for(before["status"], to), **(data or {})}, note=note,
-                        geom=geom, at=now)
+    event = append_event(session, job, events.STATUS_CHANGED, who, before=before, after=after,
+                         data={"action": rules.action_for(before["status"], to), **(data or {})}, note=note,
+                         geom=geom, at=now)
+    from server.notifications.service import on_status_changed  # reporters' messages, in this transaction
+
+    on_status_changed(session, job, event)
+    return event

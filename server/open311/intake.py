@@ -23,6 +23,7 @@ from server.config import get_settings
 from server.deps import Principal
 from server.errors import DomainError
 from server.jobs.models import Job
+from server.notifications.open311 import contact_from
 from server.open311 import documents
 from server.open311.params import Open311Error, attributes, bad, coordinate, one
 from server.open311.queries import notice
@@ -34,7 +35,8 @@ from server.reports.service import submit_report
 REPORTERS = ("field_worker", "advisor", "supervisor", "admin")
 EXTERNAL_ID_ATTRIBUTES = ("fixmystreet_id", "external_id")
 NAMESPACE = uuid.UUID("6f1d3c0e-8a2b-5c47-9e31-4b0d2a7f1c55")
-REPORTER_FIELDS = ("email", "first_name", "last_name", "phone", "account_id", "device_id")
+# The reporter's name, email and phone go to reporter_contacts (server/notifications), not the report.
+REPORTER_FIELDS = ("account_id", "device_id")
 AMBIGUOUS_M = 1500.0
 _HOUSE_NUMBER = re.compile(r"^\d+[a-zA-Z]?\s+")
 
@@ -155,7 +157,8 @@ def submit(session: Session, who: Principal, fields: dict[str, list[str]], media
     try:
         data = ReportIn(client_id=client_id, category=category.code, lat=lat, lon=lon,
                         observed_at=datetime.now(timezone.utc), location_provider=provider,
-                        description=one(fields, "description") or "", answers=answers)
+                        description=one(fields, "description") or "", answers=answers,
+                        contact=contact_from(fields))
     except ValidationError as exc:
         raise bad(*[f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
     try:

@@ -25,6 +25,14 @@ log = logging.getLogger("kerbside.outbox")
 WORKER = "system:outbox"
 
 
+class Deferred(Exception):
+    """Not now, and not a failure: try again at `until` (a text in quiet hours). No attempt is counted."""
+
+    def __init__(self, until: datetime, reason: str):
+        super().__init__(reason)
+        self.until = until
+
+
 class DeliveryError(Exception):
     """A failed attempt: `retryable` says whether to back off and try again or give up now."""
 
@@ -60,6 +68,7 @@ def _load_handlers() -> None:
     # Handlers live with their domain; importing registers them.
     import server.contact_centre.webhooks  # noqa: F401
     import server.outbox.handlers  # noqa: F401
+    import server.notifications.sender  # noqa: F401
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -97,6 +106,11 @@ def process(session: Session, msg: OutboxMessage) -> str:
         handler = _handler_for(msg.destination)
         with session.begin_nested():  # the handler's changes are undone if it fails
             handler(session, msg)
+    except Deferred as exc:
+        msg.attempts -= 1
+        msg.next_attempt_at = exc.until
+        session.commit()
+        return msg.state
     except Exception as exc:  # every failure is recorded on the row; none is lost
         retryable = getattr(exc, "retryable", True)
         retry_after = getattr(exc, "retry_after", None)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from server.datetimes import IsoDatetime
+from server.notifications.schemas import ContactIn
 
 # Anything that a browser would treat as markup. Descriptions are plain text.
 _TAG = re.compile(r"<\s*[a-zA-Z!/?]")
@@ -32,6 +33,10 @@ class ReportIn(BaseModel):
     asset_ref: str | None = Field(None, min_length=1, max_length=100)
     description: str = Field("", max_length=4000)
     answers: dict[str, Any] = Field(default_factory=dict)
+    # Kept apart from the report (reporter_contacts) and left out of the idempotency hash: a retry that adds
+    # or drops a contact is the same report.
+    contact: ContactIn | None = Field(None, exclude=True,
+                                      description="the reporter's contact and choice of updates (optional)")
 
     @field_validator("observed_at")
     @classmethod

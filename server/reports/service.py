@@ -66,6 +66,10 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
             raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
         answer = _intake(session, who, data, category, answers, digest, channel, reporter or {}, external_id,
                          nearest.place_from_row(row, category.layer))
+        if data.contact is not None:  # a separate statement, only for a report that carries a contact
+            from server.notifications.service import store_contact
+
+            store_contact(session, answer, data.contact, channel, who.actor)
         session.commit()
     except IntegrityError:
         # Another request with this client_id won the race: answer as a retry would be answered.

@@ -20,6 +20,7 @@ from server.dispatch.models import Contractor
 from server.jobs.models import Job
 from server.jobs.transitions import move
 from server.open311.formats import Document, to_xml
+from server.notifications.models import ReporterContact
 from server.reports.models import Photo, Report
 
 V2 = "/open311/v2"
@@ -125,7 +126,10 @@ def test_post_request_goes_through_intake_and_reads_back(client, db, tokens):
     report = db.scalar(select(Report).where(Report.reference == ref))
     job = db.get(Job, report.job_id)
     assert report.channel == "open311" and report.answers == {"fault": "out"}
-    assert report.reporter["email"] == "pat@example.org" and report.asset_id == job.asset_id is not None
+    # The reporter's details are kept apart from the report (reporter_contacts), not in its reporter field.
+    assert "email" not in report.reporter and report.asset_id == job.asset_id is not None
+    contact = db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
+    assert (contact.email, contact.phone, contact.notify) == ("pat@example.org", "07700900123", "none")
     [row] = client.get(f"{V2}/requests/{ref}.json").json()
     assert row["service_request_id"] == ref and row["status"] == "open" and row["service_code"] == "street_light"
     assert datetime.fromisoformat(row["expected_datetime"]) == job.due_at.replace(microsecond=0)

@@ -1,0 +1,78 @@
+"""Reporter contact (the only copy of a reporter's details), its audit trail, messages sent, chasers."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db import Base
+
+NOTIFY_CHOICES = ("email", "sms", "both", "none")
+
+
+class ReporterContact(Base):
+    """How to reach the person behind one report, and what they agreed to; emptied when erased."""
+
+    __tablename__ = "reporter_contacts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    notify: Mapped[str] = mapped_column(String(8))
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erase_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContactAccess(Base):
+    """One read, erase or unsubscribe of a contact: who, what, when (the audit trail)."""
+
+    __tablename__ = "contact_access"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("reporter_contacts.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Notification(Base):
+    """One message handed to Notify for one reporter, with its latest delivery receipt."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox_messages.id"), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("reporter_contacts.id"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    template: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    notify_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    reference: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    receipts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Chaser(Base):
+    """A contact about a job that already exists (avoidable contact), with the channel it came by."""
+
+    __tablename__ = "chasers"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    category_code: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    source_event_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)

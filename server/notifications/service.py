@@ -1,0 +1,116 @@
+"""Storing a reporter's contact with the report, and queueing the messages each job change sends them.
+
+Everything here runs in the caller's transaction: a contact is stored, and its messages queued, only if
+the report (or the job change) commits. A report without a contact costs nothing here.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from server.config import get_settings
+from server.jobs.models import Job, JobEvent
+from server.notifications import quiet
+from server.notifications.schemas import ContactIn
+from server.notifications.templates import event_template
+from server.outbox.models import OutboxMessage
+from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
+
+DESTINATION = "notify"  # notify:email and notify:sms: separate queues, so a text held overnight holds no email
+_REFERENCE = re.compile(r"\b[JR]-\d{6}\b")
+
+_STORE = text("""
+    WITH r AS (SELECT id, job_id, category_code FROM reports WHERE reference = :reference),
+         c AS (INSERT INTO reporter_contacts (report_id, channel, first_name, last_name, email, phone, notify,
+                                              consent_at, unsubscribe_token)
+               SELECT r.id, :channel, :first_name, :last_name, :email, :phone, :notify,
+                      CASE WHEN :consent THEN now() END, :token FROM r
+               RETURNING id)
+    SELECT c.id AS contact_id, r.job_id, r.category_code FROM c, r
+""")
+# The same person reporting a job again (same email or phone on another report of it) is chasing it.
+_REPEAT = text("""
+    INSERT INTO chasers (job_id, category_code, channel, kind, actor)
+    SELECT :job_id, :category, :channel, 'repeat_report', :actor
+     WHERE EXISTS (SELECT 1 FROM reporter_contacts c JOIN reports r ON r.id = c.report_id
+                    WHERE r.job_id = :job_id AND c.id <> :contact_id AND c.erased_at IS NULL
+                      AND (lower(c.email) = lower(:email) OR c.phone = :phone))
+""")
+_AUDIENCE = text("""
+    SELECT c.id, c.notify, c.email, c.phone, r.reference
+      FROM reports r JOIN reporter_contacts c ON c.report_id = r.id
+     WHERE r.job_id = :job_id AND c.erased_at IS NULL AND c.unsubscribed_at IS NULL AND c.notify <> 'none'
+     ORDER BY c.id
+""")
+
+
+def kinds_of(notify: str) -> tuple[str, ...]:
+    """Message kinds for a stored choice."""
+    return {"email": ("email",), "sms": ("sms",), "both": ("email", "sms")}.get(notify, ())
+
+
+def store_contact(session: Session, answer: dict, contact: ContactIn, channel: str, actor: str) -> int:
+    """Keep the contact of the report just written and queue its "received" messages; returns its id."""
+    row = session.execute(_STORE, {
+        "reference": answer["reference"], "channel": channel, "first_name": contact.first_name,
+        "last_name": contact.last_name, "email": contact.email, "phone": contact.phone, "notify": contact.notify,
+        "consent": contact.consent, "token": secrets.token_urlsafe(24)}).one()
+    if answer["job"].get("attached") and (contact.email or contact.phone):
+        session.execute(_REPEAT, {"job_id": row.job_id, "category": row.category_code, "channel": channel,
+                                  "actor": actor, "contact_id": row.contact_id, "email": contact.email or "",
+                                  "phone": contact.phone or ""})
+    rows = [_message(row.job_id, row.contact_id, answer["reference"], "received", kind,
+                     f"notify:received:{answer['reference']}:{kind}", {}) for kind in contact.kinds()]
+    _enqueue(session, rows)
+    return row.contact_id
+
+
+def on_status_changed(session: Session, job: Job, event: JobEvent) -> None:
+    """Queue the message this move sends to every reporter of the job (once per person and kind)."""
+    after = event.after or {}
+    template = event_template(after.get("status", ""), event.data)
+    if template is None:
+        return
+    extra = {}
+    if template == "duplicate":
+        found = _REFERENCE.search(" ".join(str(v) for v in ((event.data or {}).get("reason"), event.note) if v))
+        extra["other_reference"] = found.group(0) if found else "an earlier report"
+    if template == "not_ours":
+        extra["who_to_contact"] = (event.note or "").strip()[:300] or "our contact centre can tell you who"
+    rows, seen = [], set()
+    for c in session.execute(_AUDIENCE, {"job_id": job.id}):
+        for kind in kinds_of(c.notify):
+            address = (c.email or "").lower() if kind == "email" else c.phone
+            if not address or (kind, address) in seen:
+                continue
+            seen.add((kind, address))
+            rows.append(_message(job.id, c.id, c.reference, template, kind,
+                                 f"notify:{event.id}:{kind}:{_address_key(address)}", {**extra, "event_id": event.id}))
+    _enqueue(session, rows)
+
+
+def _address_key(address: str) -> str:
+    # The outbox key must not carry the address itself (outbox rows outlive an erased contact).
+    return hashlib.sha256(f"{get_settings().webhook_secret}\x1f{address}".encode()).hexdigest()[:24]
+
+
+def _message(job_id: int, contact_id: int, report_ref: str, template: str, kind: str, key: str, extra: dict) -> dict:
+    s = get_settings()
+    now = datetime.now(timezone.utc)
+    due = quiet.next_allowed(now, s.notify_quiet_start, s.notify_quiet_end, s.timezone) if kind == "sms" else now
+    return {"destination": f"{DESTINATION}:{kind}", "topic": template, "job_id": job_id, "idempotency_key": key,
+            "next_attempt_at": due,
+            "payload": {"contact_id": contact_id, "report": report_ref, "template": template, "kind": kind, **extra}}
+
+
+def _enqueue(session: Session, rows: list[dict]) -> None:
+    if not rows:
+        return
+    session.execute(insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

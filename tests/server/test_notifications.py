@@ -1,0 +1,351 @@
+"""Reporter contact kept apart, audited, erased; messages queued per job change; callbacks; status page; chasers.
+
+Rolled back per test (the app's commits are savepoints). Sending through Notify is in
+tests/faults/test_notify_loop.py, against the simulator and real processes.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, text
+
+from server.deps import Principal
+from server.jobs.models import Job, JobEvent
+from server.jobs.transitions import move
+from server.notifications import contacts
+from server.notifications.models import Chaser, ContactAccess, Notification, ReporterContact
+from server.outbox.models import OutboxMessage
+from server.reports.models import Report
+from tests.conftest import auth
+
+SUPERVISOR = Principal(0, "test", "supervisor")
+CONTACT = {"first_name": "Pat", "last_name": "Caller", "email": "pat.caller@example.org", "phone": "07700 900123",
+           "notify": "both", "consent": True}
+
+
+def _light(db, n: int = 0) -> dict:
+    row = db.execute(text("""
+        SELECT a.external_ref AS ref, ST_Y(ST_Transform(a.geom, 4326)) AS lat, ST_X(ST_Transform(a.geom, 4326)) AS lon
+          FROM assets a JOIN asset_layers l ON l.id = a.layer_id AND l.name = 'street_lights'
+         WHERE a.street IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id)
+         ORDER BY a.id OFFSET :n LIMIT 1"""), {"n": 40 + n}).one()
+    return dict(row._mapping)
+
+
+def _body(light: dict, contact: dict | None = None, **extra) -> dict:
+    body = {"client_id": str(uuid.uuid4()), "category": "street_light", "lat": light["lat"], "lon": light["lon"],
+            "accuracy_m": 4.0, "observed_at": datetime.now(timezone.utc).isoformat(), "asset_ref": light["ref"],
+            "answers": {"fault": "out"}, **extra}
+    if contact is not None:
+        body["contact"] = contact
+    return body
+
+
+def _notify_rows(db, job_id: int) -> list[OutboxMessage]:
+    return list(db.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job_id,
+                                                       OutboxMessage.destination.like("notify:%"))
+                           .order_by(OutboxMessage.id)))
+
+
+def test_report_with_contact_keeps_it_apart_and_queues_received(db, client, tokens):
+    light = _light(db)
+    body = _body(light, CONTACT)
+    r = client.post("/api/v1/reports", json=body, headers=auth(tokens["advisor"]))
+    assert r.status_code == 201, r.text
+    assert "pat.caller" not in r.text and "07700" not in r.text
+    report = db.scalar(select(Report).where(Report.reference == r.json()["reference"]))
+    assert report.reporter == {} and "pat" not in str(report.response).lower()
+    c = db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
+    assert (c.email, c.phone, c.notify, c.channel) == ("pat.caller@example.org", "07700900123", "both",
+                                                       "contact_centre")
+    assert c.consent_at is not None and len(c.unsubscribe_token) >= 30
+    rows = _notify_rows(db, report.job_id)
+    assert [(m.destination, m.topic) for m in rows] == [("notify:email", "received"), ("notify:sms", "received")]
+    assert all("pat" not in str(m.payload) and "07700" not in str(m.payload) for m in rows)
+    # A retry is the same report: answered as before, nothing stored or queued twice.
+    again = client.post("/api/v1/reports", json=body, headers=auth(tokens["advisor"]))
+    assert again.status_code == 200 and again.json()["reference"] == report.reference
+    assert db.scalar(select(func.count()).select_from(ReporterContact)
+                     .where(ReporterContact.report_id == report.id)) == 1
+    assert len(_notify_rows(db, report.job_id)) == 2
+
+
+def test_report_without_contact_stores_and_queues_nothing(db, client, tokens):
+    before = db.scalar(select(func.count()).select_from(ReporterContact))
+    r = client.post("/api/v1/reports", json=_body(_light(db, 1)), headers=auth(tokens["field_worker"]))
+    assert r.status_code == 201
+    job = db.scalar(select(Job).where(Job.reference == r.json()["job"]["reference"]))
+    assert db.scalar(select(func.count()).select_from(ReporterContact)) == before
+    assert _notify_rows(db, job.id) == []
+
+
+@pytest.mark.parametrize("contact, field", [
+    ({**CONTACT, "email": "not-an-address"}, "contact.email"),
+    ({**CONTACT, "phone": "12"}, "contact.phone"),
+    ({**CONTACT, "consent": False}, "contact"),
+    ({"notify": "sms", "consent": True, "email": "a@example.org"}, "contact"),
+    ({**CONTACT, "fax": "0123"}, "contact.fax"),
+])
+def test_bad_contact_is_a_422_naming_the_field_and_stores_nothing(db, client, tokens, contact, field):
+    reports = db.scalar(select(func.count()).select_from(Report))
+    r = client.post("/api/v1/reports", json=_body(_light(db, 2), contact), headers=auth(tokens["advisor"]))
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert field in r.json()["fields"], r.json()
+    assert db.scalar(select(func.count()).select_from(Report)) == reports
+
+
+def test_contact_is_read_by_advisers_only_and_every_read_is_audited(db, client, tokens):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 3), CONTACT), headers=auth(tokens["field_worker"]))
+    ref = r.json()["reference"]
+    for role in ("field_worker", "crew"):
+        assert client.get(f"/api/v1/reports/{ref}/contact", headers=auth(tokens[role])).status_code == 403
+    got = client.get(f"/api/v1/reports/{ref}/contact", params={"reason": "caller on the phone"},
+                     headers=auth(tokens["advisor"]))
+    assert got.status_code == 200 and got.json()["contact"]["email"] == "pat.caller@example.org"
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == ref))
+    trail = list(db.scalars(select(ContactAccess).where(ContactAccess.contact_id == c.id)))
+    assert [(a.action, a.actor_role, a.note) for a in trail] == [("read", "advisor", "caller on the phone")]
+    # The job page shows advisers no contact details (the audited endpoint is the only way to them).
+    job = client.get(f"/api/v1/jobs/{r.json()['job']['reference']}", headers=auth(tokens["advisor"]))
+    assert "pat.caller" not in job.text and "07700" not in job.text
+
+
+def test_status_change_tells_every_reporter_once_duplicates_included(db, client, tokens):
+    light = _light(db, 4)
+    first = client.post("/api/v1/reports", json=_body(light, CONTACT), headers=auth(tokens["advisor"])).json()
+    other = {"email": "sam@example.org", "notify": "email", "consent": True}
+    second = client.post("/api/v1/reports", json=_body(light, other), headers=auth(tokens["advisor"])).json()
+    # The same person again, about the same light: a chaser, and still one message per change.
+    third = client.post("/api/v1/reports", json=_body(light, CONTACT), headers=auth(tokens["field_worker"])).json()
+    assert second["job"]["attached"] and third["job"]["attached"]
+    job = db.scalar(select(Job).where(Job.reference == first["job"]["reference"]))
+    assert [c.kind for c in db.scalars(select(Chaser).where(Chaser.job_id == job.id))] == ["repeat_report"]
+    received = [m for m in _notify_rows(db, job.id) if m.topic == "received"]
+    assert len(received) == 5  # each report is acknowledged: 2 + 1 + 2
+    for status in ("assigned", "accepted", "scheduled", "in_progress", "completed"):
+        if status == "assigned":
+            job.status = "assigned"
+            continue
+        move(db, job, status, SUPERVISOR)
+    db.flush()
+    later = [m for m in _notify_rows(db, job.id) if m.topic != "received"]
+    assert sorted((m.topic, m.destination) for m in later) == sorted([
+        ("scheduled", "notify:email"), ("scheduled", "notify:sms"), ("scheduled", "notify:email"),
+        ("fixed", "notify:email"), ("fixed", "notify:sms"), ("fixed", "notify:email")])
+    # The same move enqueued twice (a retried transaction) adds nothing: keys are per event and person.
+    event = db.scalar(select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.type == "status_changed")
+                      .order_by(JobEvent.id.desc()))
+    from server.notifications.service import on_status_changed
+
+    on_status_changed(db, job, event)
+    assert len(_notify_rows(db, job.id)) == 5 + 6
+
+
+def test_duplicate_and_not_ours_messages_carry_what_the_reporter_needs(db, client, tokens):
+    a = client.post("/api/v1/reports", json=_body(_light(db, 5), CONTACT), headers=auth(tokens["advisor"])).json()
+    b = client.post("/api/v1/reports", json=_body(_light(db, 6), CONTACT), headers=auth(tokens["advisor"])).json()
+    job_a = db.scalar(select(Job).where(Job.reference == a["job"]["reference"]))
+    job_b = db.scalar(select(Job).where(Job.reference == b["job"]["reference"]))
+    move(db, job_a, "duplicate", SUPERVISOR, data={"reason": f"same fault as {job_b.reference}"})
+    move(db, job_b, "cancelled", SUPERVISOR, data={"reason": "not_councils_responsibility"},
+         note="Western Power Distribution, 0800 6783 105")
+    db.flush()
+    dup = [m for m in _notify_rows(db, job_a.id) if m.topic == "duplicate"]
+    assert dup and all(m.payload["other_reference"] == job_b.reference for m in dup)
+    ours = [m for m in _notify_rows(db, job_b.id) if m.topic == "not_ours"]
+    assert ours and all("Western Power" in m.payload["who_to_contact"] for m in ours)
+    page = client.get(f"/r/{a['reference']}")
+    assert page.status_code == 200 and job_b.reference in page.text
+
+
+def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, client, tokens):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 7), CONTACT), headers=auth(tokens["advisor"])).json()
+    job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
+    events_before = db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id))
+    assert contacts.erase_person(db, email="PAT.CALLER@example.org", actor="test") >= 1
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == r["reference"]))
+    assert (c.first_name, c.last_name, c.email, c.phone, c.notify) == (None, None, None, None, "none")
+    assert c.erased_at is not None and c.erase_reason == "request"
+    assert db.get(Job, job.id) is not None and db.scalar(select(Report).where(Report.reference == r["reference"]))
+    assert db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id)) == events_before
+    # Nothing of the person is left anywhere a search would find it.
+    hits = db.execute(text("""SELECT count(*) FROM reporter_contacts WHERE email ILIKE '%pat.caller%'
+                              OR phone = '07700900123'""")).scalar_one()
+    assert hits == 0
+    got = client.get(f"/api/v1/reports/{r['reference']}/contact", headers=auth(tokens["advisor"])).json()
+    assert got["contact"]["email"] is None and got["contact"]["erase_reason"] == "request"
+    # Messages still queued for the person are not sent: the sender skips an erased contact.
+    from server.notifications.sender import send
+
+    msg = _notify_rows(db, job.id)[0]
+    assert send(db, msg) == {"skipped": "the reporter no longer wants (or can be sent) updates"}
+
+
+def test_retention_sweep_erases_contacts_past_the_period(db, client, tokens, monkeypatch):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 8), CONTACT), headers=auth(tokens["advisor"])).json()
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == r["reference"]))
+    from server.config import get_settings
+
+    days = get_settings().contact_retention_days
+    assert days == 395
+    c.created_at = datetime.now(timezone.utc) - timedelta(days=days + 1)
+    db.flush()
+    # The sweep runs in its own session in the worker; here it runs on the test's connection.
+    monkeypatch.setattr(contacts, "new_session", lambda: _Borrowed(db))
+    assert contacts.sweep_retention() >= 1
+    db.refresh(c)
+    assert c.email is None and c.erase_reason == "retention"
+
+
+class _Borrowed:
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        return self.db
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_open311_contact_goes_to_the_contact_table_and_never_out_again(db, client, tokens):
+    light = _light(db, 9)
+    form = {"api_key": tokens["advisor"], "service_code": "street_light", "lat": str(light["lat"]),
+            "long": str(light["lon"]), "attribute[fault]": "out", "email": "olu@example.org",
+            "first_name": "Olu", "last_name": "Witness", "phone": "07700900456", "attribute[kerbside_notify]": "email"}
+    r = client.post("/open311/v2/requests.json", data=form)
+    assert r.status_code == 200, r.text
+    ref = r.json()[0]["service_request_id"]
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == ref))
+    assert (c.email, c.notify, c.channel) == ("olu@example.org", "email", "open311") and c.consent_at
+    job_ref = db.scalar(select(Job.reference).join(Report, Report.job_id == Job.id).where(Report.reference == ref))
+    outputs = [client.get(f"/open311/v2/requests/{ref}.json"), client.get(f"/open311/v2/requests/{ref}.xml"),
+               client.get("/open311/v2/requests.json"),
+               client.get(f"/ogc/collections/jobs/items/{job_ref}", headers=auth(tokens["advisor"])),
+               client.get("/ogc/collections/jobs/items", headers=auth(tokens["advisor"])),
+               client.get(f"/r/{ref}")]
+    for out in outputs:
+        assert out.status_code == 200, out.url
+        for secret in ("olu@example.org", "Olu", "Witness", "07700900456"):
+            assert secret not in out.text, (out.url, secret)
+    bad = client.post("/open311/v2/requests.json", data={**form, "email": "nope"})
+    assert bad.status_code == 400 and "email" in bad.text
+
+
+def _receipt(n: Notification, status: str) -> dict:
+    return {"id": str(n.notify_id), "reference": n.reference, "to": "pat.caller@example.org", "status": status,
+            "created_at": "2026-12-05T10:00:00.000000Z", "completed_at": "2026-12-05T10:00:01.000000Z",
+            "sent_at": "2026-12-05T10:00:00.500000Z", "notification_type": "email",
+            "template_id": "3f0a6c1e-2b7d-4c59-8e14-6a9d0b2c7f31", "template_version": 1}
+
+
+def test_receipts_need_notifys_token_repeat_harmlessly_and_failures_reach_supervisors(db, client, tokens):
+    from server.config import get_settings
+
+    r = client.post("/api/v1/reports", json=_body(_light(db, 10), CONTACT), headers=auth(tokens["advisor"])).json()
+    job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
+    msg = _notify_rows(db, job.id)[0]
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == r["reference"]))
+    n = Notification(outbox_id=msg.id, contact_id=c.id, job_id=job.id, template="received", kind="email",
+                     notify_id=uuid.uuid4(), reference=f"kerbside-{msg.id}", status="created", receipts=0)
+    db.add(n)
+    db.flush()
+    good = {"Authorization": f"Bearer {get_settings().notify_callback_token}"}
+    assert client.post("/api/v1/notify/receipts", json=_receipt(n, "delivered")).status_code == 401
+    assert client.post("/api/v1/notify/receipts", json=_receipt(n, "delivered"),
+                       headers={"Authorization": "Bearer wrong-token-123"}).status_code == 401
+    unknown = {**_receipt(n, "delivered"), "id": str(uuid.uuid4())}
+    assert client.post("/api/v1/notify/receipts", json=unknown, headers=good).status_code == 404
+    bad = client.post("/api/v1/notify/receipts", json={**_receipt(n, "delivered"), "status": "lost"}, headers=good)
+    assert bad.status_code == 422 and "status" in str(bad.json()["fields"])
+    assert client.post("/api/v1/notify/receipts", json=_receipt(n, "permanent-failure"), headers=good).status_code == 204
+    events = db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id))
+    # The same receipt again, or a late "delivered" after the final one, changes nothing.
+    for status in ("permanent-failure", "delivered"):
+        assert client.post("/api/v1/notify/receipts", json=_receipt(n, status), headers=good).status_code == 204
+    db.refresh(n)
+    assert (n.status, n.receipts) == ("permanent-failure", 1)
+    assert db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id)) == events
+    failed = client.get("/api/v1/notifications/failures", headers=auth(tokens["supervisor"]))
+    assert failed.status_code == 200
+    [item] = [i for i in failed.json()["items"] if i["report"] == r["reference"]]
+    assert item["status"] == "permanent-failure" and "pat" not in failed.text
+    assert client.get("/api/v1/notifications/failures", headers=auth(tokens["advisor"])).status_code == 403
+
+
+def test_stop_reply_and_unsubscribe_link_end_messages(db, client, tokens):
+    from server.config import get_settings
+
+    r = client.post("/api/v1/reports", json=_body(_light(db, 11), CONTACT), headers=auth(tokens["advisor"])).json()
+    c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                  .where(Report.reference == r["reference"]))
+    good = {"Authorization": f"Bearer {get_settings().notify_callback_token}"}
+    reply = {"id": str(uuid.uuid4()), "source_number": "447700900123", "destination_number": "07700900000",
+             "content": "Stop ", "date_received": "2026-12-05T10:00:00.000000Z"}
+    assert client.post("/api/v1/notify/inbound-sms", json=reply).status_code == 401
+    assert client.post("/api/v1/notify/inbound-sms", json=reply, headers=good).status_code == 204
+    db.refresh(c)
+    assert c.unsubscribed_at is not None
+    # The link in an email: a GET shows a button and changes nothing; the POST ends the messages.
+    c.unsubscribed_at = None
+    db.flush()
+    page = client.get(f"/u/{c.unsubscribe_token}")
+    assert page.status_code == 200 and "<form" in page.text and r["reference"] in page.text
+    db.refresh(c)
+    assert c.unsubscribed_at is None
+    done = client.post(f"/u/{c.unsubscribe_token}", content=b"List-Unsubscribe=One-Click")
+    assert done.status_code == 200 and r["reference"] in done.text
+    db.refresh(c)
+    assert c.unsubscribed_at is not None
+    assert client.post("/u/not-a-token").status_code == 404
+    job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
+    from server.notifications.sender import send
+
+    assert "skipped" in send(db, _notify_rows(db, job.id)[0])
+
+
+def test_status_page_in_words_without_personal_data(db, client, tokens):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 12), CONTACT, description="Pat at number 4 says"),
+                    headers=auth(tokens["advisor"])).json()
+    page = client.get(f"/r/{r['reference']}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Street light" in page.text or "street light" in page.text.lower()
+    assert "We have your report" in page.text or "team" in page.text
+    for secret in ("Pat", "pat.caller", "07700", "number 4"):
+        assert secret not in page.text
+    assert "<script>" not in page.text and 'lang="en"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get(f"/r/{r['reference'].lower()}").status_code == 200
+    missing = client.get("/r/R-999999")
+    assert missing.status_code == 404 and "cannot find" in missing.text
+    assert client.get(f"/r/{r['reference']}", params={"lang": "xx"}).status_code == 422
+
+
+def test_chasers_are_counted_with_their_channel_and_shown_in_the_figures(db, client, tokens):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 13), CONTACT), headers=auth(tokens["advisor"])).json()
+    job_ref = r["job"]["reference"]
+    got = client.post(f"/api/v1/jobs/{job_ref}/chasers", json={"channel": "phone"}, headers=auth(tokens["advisor"]))
+    assert got.status_code == 201 and got.json()["channel"] == "phone"
+    assert client.post(f"/api/v1/jobs/{job_ref}/chasers", json={"channel": "pigeon"},
+                       headers=auth(tokens["advisor"])).status_code == 422
+    assert client.post(f"/api/v1/jobs/{job_ref}/chasers", json={}, headers=auth(tokens["crew"])).status_code == 403
+    job = db.scalar(select(Job).where(Job.reference == job_ref))
+    # An Open311 citizen update (a job event the Open311 code writes) is a chaser too, by trigger.
+    db.add(JobEvent(job_id=job.id, type="citizen_update", actor="open311:crm", actor_role="advisor", data={}))
+    db.flush()
+    kinds = sorted((c.kind, c.channel) for c in db.scalars(select(Chaser).where(Chaser.job_id == job.id)))
+    assert kinds == [("adviser_call", "phone"), ("citizen_update", "open311")]
+    figures = client.get("/api/v1/contact-centre/figures", headers=auth(tokens["supervisor"])).json()
+    avoidable = figures["avoidable_contact"]
+    assert avoidable["overall"]["chasers"] >= 2 and avoidable["overall"]["jobs"] >= 1
+    [row] = [c for c in avoidable["by_category"] if c["category"] == "street_light"]
+    assert row["chasers"] >= 2 and row["chasers_per_100_jobs"] > 0
+    assert row["before_notification"] + row["after_notification"] == row["chasers"]
+    assert {c["channel"] for c in avoidable["by_channel"]} >= {"phone", "open311"}
