@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -85,6 +85,10 @@ def _notify_only(request: Request) -> None:
                            fields=["Authorization"], headers={"WWW-Authenticate": "Bearer"})
 
 
+# A dependency, so a caller without Notify's token is refused before its body is looked at.
+NotifyCaller = Annotated[None, Depends(_notify_only)]
+
+
 class ReceiptIn(BaseModel):
     """Notify's delivery status callback (the fields we use; Notify sends more)."""
 
@@ -97,10 +101,9 @@ class ReceiptIn(BaseModel):
 
 
 @router.post("/notify/receipts", status_code=204, summary="GOV.UK Notify: a delivery receipt (bearer token)")
-def receipt(request: Request, body: ReceiptIn, session: SessionDep) -> Response:
+def receipt(body: ReceiptIn, session: SessionDep, _: NotifyCaller) -> Response:
     """Record a message's delivery status; a repeated receipt changes nothing, an unknown id is a 404 (Notify
     retries it: the receipt can outrun the commit of the message it is about)."""
-    _notify_only(request)
     n = session.scalar(select(Notification).where(Notification.notify_id == body.id).with_for_update())
     if n is None:
         raise NotFound(f"no notification {body.id}", fields=["id"], code="notification-not-found")
@@ -126,9 +129,8 @@ class InboundSmsIn(BaseModel):
 
 
 @router.post("/notify/inbound-sms", status_code=204, summary="GOV.UK Notify: a text from a reporter (STOP ends texts)")
-def inbound_sms(request: Request, body: InboundSmsIn, session: SessionDep) -> Response:
+def inbound_sms(body: InboundSmsIn, session: SessionDep, _: NotifyCaller) -> Response:
     """A reply of STOP (or UNSUBSCRIBE) ends texts to that number; other replies are ignored."""
-    _notify_only(request)
     if body.content.strip().upper() in ("STOP", "UNSUBSCRIBE", "STOP ALL"):
         contacts.unsubscribe_phone(session, body.source_number)
     return Response(status_code=204)

@@ -82,6 +82,17 @@ TABLE: dict[str, tuple[int, ...]] = {
     "GET /api/v1/subscriptions/{subscription_id}":       (401, 403, 403, 403, 403, 403, 403, 200, 401, 401),
     "PATCH /api/v1/subscriptions/{subscription_id}":     (401, 403, 403, 403, 403, 403, 403, 200, 401, 401),
     "DELETE /api/v1/subscriptions/{subscription_id}":    (401, 403, 403, 403, 403, 403, 403, 204, 401, 401),
+    # Reporter contact: advisers only, every read audited; chasers logged by advisers; failures for supervisors.
+    "GET /api/v1/reports/{reference}/contact":          (401, 403, 403, 200, 200, 403, 403, 200, 401, 401),
+    "POST /api/v1/jobs/{reference}/chasers":            (401, 403, 403, 201, 201, 403, 403, 201, 401, 401),
+    "GET /api/v1/notifications/failures":               (401, 403, 403, 403, 200, 403, 403, 200, 401, 401),
+    # GOV.UK Notify's callbacks carry Notify's bearer token, which no role holds.
+    "POST /api/v1/notify/receipts":                     (401, 401, 401, 401, 401, 401, 401, 401, 401, 401),
+    "POST /api/v1/notify/inbound-sms":                  (401, 401, 401, 401, 401, 401, 401, 401, 401, 401),
+    # Public pages: no sign-in, no personal data; an unknown unsubscribe link is a 404 whoever follows it.
+    "GET /r/{reference}":                               (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /u/{token}":                                   (404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
+    "POST /u/{token}":                                  (404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
     "GET /dashboard":                                    (307, 307, 307, 307, 307, 307, 307, 307, 307, 307),
     "GET /dashboard/{path}":                             (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /dashboard/vendor/leaflet/{path}":              (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
@@ -108,6 +119,8 @@ def request_for(key: str, w: World, token: str | None) -> dict:
         "POST /api/v1/jobs/{reference}/assign": {"reference": w.job_crew},
         "POST /api/v1/jobs/{reference}/redispatch": {"reference": w.job_crew},
         "GET /dashboard/vendor/leaflet/{path}": {"path": "leaflet.js"},
+        "GET /api/v1/reports/{reference}/contact": {"reference": w.report_a},
+        "GET /r/{reference}": {"reference": w.report_a},
     }.get(key, {})
     url = fmt_path.format(**{**values, **special})
     req: dict = {"method": method, "url": url, "headers": auth(token)}
@@ -141,6 +154,12 @@ def request_for(key: str, w: World, token: str | None) -> dict:
             "url": "https://93.184.215.14/other-hook", "secret": "s" * 24, "event_types": ["status_changed"]}},
         "PATCH /api/v1/subscriptions/{subscription_id}": lambda: {"json": {"active": False}},
         "GET /api/v1/contact-centre/find": lambda: {"params": {"q": w.job_a}},
+        "POST /api/v1/jobs/{reference}/chasers": lambda: {"json": {"channel": "phone"}},
+        "POST /api/v1/notify/receipts": lambda: {"json": {
+            "id": str(uuid.uuid4()), "reference": "kerbside-1", "to": "someone@example.org", "status": "delivered",
+            "notification_type": "email"}},
+        "POST /api/v1/notify/inbound-sms": lambda: {"json": {
+            "id": str(uuid.uuid4()), "source_number": "447700900777", "content": "STOP"}},
     }.get(key)
     if body is not None:
         extra = body()
@@ -203,6 +222,9 @@ def test_row(env, key):
         if role == "contractor_a" and not key.startswith("GET /open311/"):
             leaked = [m for m in w.marker_b if m.encode() in body]
             assert not leaked, f"{key}: contractor A received contractor B's {leaked}"
+        if key != "GET /api/v1/reports/{reference}/contact":
+            exposed = [m for m in w.contact_a if m.encode() in body]
+            assert not exposed, f"{key}: {role} received report A's reporter contact {exposed}"
     CELLS_CHECKED.append(len(got))
     wrong = {role: (got[role], exp) for role, exp in zip(ROLES, TABLE[key]) if got[role] != exp}
     assert not wrong, f"{key}: (got, expected) by role: {wrong}"

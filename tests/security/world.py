@@ -45,6 +45,8 @@ class World:
     subscription: int
     outbox_a: int
     marker_b: list[str] = field(default_factory=list)
+    # Report A's reporter: only GET /api/v1/reports/{reference}/contact may ever answer these.
+    contact_a: list[str] = field(default_factory=list)
 
 
 def auth(token: str | None) -> dict[str, str]:
@@ -77,9 +79,12 @@ def _points(session: Session, layer: str, n: int, apart_m: float) -> list[tuple[
     raise AssertionError(f"not {n} {layer} assets {apart_m} m apart")
 
 
-def _report(client, token: str, category: str, lat: float, lon: float, answers: dict, description: str) -> dict:
+def _report(client, token: str, category: str, lat: float, lon: float, answers: dict, description: str,
+            contact: dict | None = None) -> dict:
     body = {"client_id": str(uuid.uuid4()), "category": category, "lat": lat, "lon": lon, "accuracy_m": 4.0,
             "observed_at": datetime.now(timezone.utc).isoformat(), "answers": answers, "description": description}
+    if contact:
+        body["contact"] = contact
     r = client.post("/api/v1/reports", json=body, headers=auth(token))
     assert r.status_code == 201 and r.json()["job"]["attached"] is False, r.text
     return {**r.json(), "client_id": body["client_id"]}
@@ -115,7 +120,9 @@ def build(client, session: Session, commit=None) -> World:
     (la, lo), (lb, lob) = _points(session, "street_lights", 2, 200)
     (lc, loc), = _points(session, "grit_bins", 1, 0)
     marker = f"BSECRET{tag}"
-    a = _report(client, tokens["field_worker"], "street_light", la, lo, {"fault": "out"}, f"Lamp A out {tag}")
+    contact_a = {"first_name": f"Reportername{tag}", "email": f"reporter-{tag}@example.org", "phone": "07700900777"}
+    a = _report(client, tokens["field_worker"], "street_light", la, lo, {"fault": "out"}, f"Lamp A out {tag}",
+                contact_a)
     b = _report(client, tokens["field_worker"], "street_light", lb, lob, {"fault": "out"}, f"Lamp {marker} out")
     c = _report(client, tokens["field_worker"], "grit_bin", lc, loc, {"problem": "empty"}, f"Grit bin {tag}")
     for job, who in ((a["job"]["reference"], {"contractor": CONTRACTOR_A}),
@@ -137,7 +144,8 @@ def build(client, session: Session, commit=None) -> World:
     return World(tokens=tokens, job_a=a["job"]["reference"], job_b=b["job"]["reference"],
                  job_crew=c["job"]["reference"], report_a=a["reference"], report_b=b["reference"],
                  report_a_client_id=a["client_id"], photo_a=photo_a, photo_b=photo_b, subscription=sub.id,
-                 outbox_a=outbox_a, marker_b=[marker, contractor_ref_b, b["job"]["reference"], b["reference"]])
+                 outbox_a=outbox_a, marker_b=[marker, contractor_ref_b, b["job"]["reference"], b["reference"]],
+                 contact_a=list(contact_a.values()))
 
 
 def per_request_sessions(connection):
