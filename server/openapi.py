@@ -93,7 +93,12 @@ MEDIA_200 = {
 }
 EXTRA_STATUS = {
     ("get", "/api/v1/photos/{photo_id}"): [410],
+    # Notify's callbacks: its bearer token, not ours (401); a receipt for a message not yet recorded (404).
+    ("post", "/api/v1/notify/receipts"): [401, 404],
+    ("post", "/api/v1/notify/inbound-sms"): [401],
 }
+# Public HTML pages answer an unknown reference or link with an HTML page, not a problem document.
+HTML_404 = ("/r/{reference}", "/u/{token}")
 
 
 def _problem(status: int) -> dict:
@@ -252,6 +257,8 @@ def complete(app: FastAPI, doc: dict) -> dict:
                 _api_operation(op, route, method, path)
                 if path == "/api/v1/contractors/{name}/webhook":
                     _webhook_operation(op)
+                if path in HTML_404:
+                    op["responses"]["404"]["content"] = {"text/html": {"schema": {"type": "string"}}}
             # Any request carrying credentials from a throttled address is refused before routing.
             op["responses"].setdefault("429", _problem(429))
             if path == "/healthz":

@@ -22,7 +22,8 @@ def test_production_refuses_demo_secrets_and_local_database(monkeypatch):
 def test_production_accepts_real_values():
     s = Settings(_env_file=None, env="production", webhook_secret="x" * 40,
                  database_url="postgresql+psycopg://k:p@db.internal:5432/kerbside",
-                 public_base_url="https://kerbside.council.example")
+                 public_base_url="https://kerbside.council.example",
+                 notify_api_key="council-" + "1" * 36 + "-" + "2" * 36, notify_callback_token="y" * 40)
     assert s.env == "production" and s.srid == 27700
 
 
