@@ -47,7 +47,7 @@ body {{ font-family: system-ui, sans-serif; font-size: 1.1rem; line-height: 1.5;
 header {{ background: #0b0c0c; color: #fff; padding: .75rem 1rem; }}
 main {{ max-width: 40rem; margin: 0 auto; padding: 1rem; }}
 dt {{ font-weight: 700; margin-top: 1rem; }} dd {{ margin: 0; }}
-#map {{ height: 16rem; margin-top: .5rem; border: 1px solid #505a5f; }}
+#map {{ height: 16rem; margin-top: .5rem; border: 1px solid #505a5f; }} #map:empty {{ display: none; }}
 a {{ color: #1d70b8; }} a:focus, button:focus {{ outline: 3px solid #fd0; }}
 button {{ font-size: 1.1rem; padding: .5rem 1rem; background: #00703c; color: #fff; border: 0; }}
 .small {{ color: #505a5f; font-size: 1rem; }}
@@ -98,9 +98,9 @@ def status_page(reference: str, session: SessionDep, lang: str = Lang) -> HTMLRe
 <dl>
 <dt>{escape(m['what'])}</dt><dd>{escape(what)}</dd>
 <dt>{escape(m['where'])}</dt><dd>{where}
-  <div id="map" role="img" aria-label="{escape(m['map_label'])}" data-lat="{lat}" data-lon="{lon}"
-       data-tiles="{escape(s.map_tiles_url)}" data-attribution="{escape(s.map_tiles_attribution)}">
-    <a href="{osm}">{escape(m['map_fallback'])}</a></div></dd>
+  <p><a href="{osm}">{escape(m['map_fallback'])}</a></p>
+  <div id="map" role="region" aria-label="{escape(m['map_label'])}" data-lat="{lat}" data-lon="{lon}"
+       data-tiles="{escape(s.map_tiles_url)}" data-attribution="{escape(s.map_tiles_attribution)}"></div></dd>
 <dt>{escape(m['status'])}</dt><dd id="status">{escape(_status_words(m['status_words'], row.status, row.last_move))}</dd>
 <dt>{escape(m['promised'])}</dt><dd id="promised">{promised}</dd>
 <dt>{escape(m['last_update'])}</dt><dd id="updated">{escape(_when(row.updated_at, s.timezone))}</dd>
