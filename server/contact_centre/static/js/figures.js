@@ -27,6 +27,39 @@
       el("dl", { class: "facts" }, pairs.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
   }
 
+  // A bar chart as a figure: each row a label, a bar scaled to the largest value, and the number in words,
+  // so a screen reader reads the same figures the bars show.
+  function bars(title, rows, unit) {
+    const top = Math.max(1, ...rows.flatMap((r) => r.values.map((v) => v.value || 0)));
+    return el("figure", { class: "card chart" }, el("figcaption", {}, el("h2", {}, title)),
+      rows.length ? el("ul", { class: "bars" }, rows.map((r) => el("li", {},
+        el("span", { class: "bar-label" }, r.label),
+        r.values.map((v) => el("span", { class: "bar-row" },
+          el("span", { class: "bar " + (v.kind || ""), style: "width:" + Math.round(100 * (v.value || 0) / top) + "%",
+                       "aria-hidden": "true" }),
+          el("span", { class: "bar-value" }, (v.name ? v.name + ": " : "") + num(v.value) + (unit || "")))))))
+        : el("p", {}, "No jobs in this period."));
+  }
+
+  function avoidable(a) {
+    const o = a.overall;
+    return [
+      facts("Avoidable contact: chasers", [["Jobs opened", num(o.jobs)], ["Chasers", num(o.chasers)],
+        ["Chasers per 100 jobs", num(o.chasers_per_100_jobs)],
+        ["Before a notification was sent", num(o.before_notification)], ["After", num(o.after_notification)],
+        ["Per 100 jobs whose reporters were notified", num(o.per_100_notified_jobs)],
+        ["Per 100 jobs not notified", num(o.per_100_jobs_not_notified)]]),
+      bars("Chasers per 100 jobs, by category", a.by_category.map((c) => ({ label: names[c.category] || c.category,
+        values: [{ value: c.chasers_per_100_jobs }] }))),
+      bars("Chasers before and after the reporter was sent a notification", a.by_category.map((c) => ({
+        label: names[c.category] || c.category,
+        values: [{ name: "before", value: c.before_notification, kind: "before" },
+                 { name: "after", value: c.after_notification, kind: "after" }] }))),
+      bars("Chasers by channel", a.by_channel.map((c) => ({ label: c.channel.replace(/_/g, " "),
+        values: [{ value: c.n }] }))),
+    ];
+  }
+
   async function show() {
     const q = new URLSearchParams({ from: $("from").value, to: $("to").value });
     history.replaceState(null, "", "?" + q);
@@ -43,8 +76,9 @@
           ["Reports per job", num(r.reports_per_job)], ["Repeat reports", num(r.repeat_reports) + " (" + pct(r.repeat_percent) + ")"]]),
         facts("Resolved at first contact", [["Contact-centre contacts", num(c.contacts)],
           ["Resolved at first contact", num(c.resolved_at_first_contact) + " (" + pct(c.percent) + ")"]]),
+        ...avoidable(f.avoidable_contact),
         el("section", { class: "card" }, el("h2", {}, "How these are worked out"),
-          el("dl", { class: "facts" }, Object.entries(f.definitions).map(([k, v]) => [el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, v)]))));
+          el("dl", { class: "facts" }, Object.entries({ ...f.definitions, avoidable_contact: f.avoidable_contact.definition }).map(([k, v]) => [el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, v)]))));
     } catch (e) { KS.say(message, KS.errorText(e), "error"); }
   }
 

@@ -78,8 +78,13 @@
     }
     const reps = clear($("reports"));
     for (const r of j.reports) {
+      const contactBox = el("div", { class: "contact", "aria-live": "polite" });
+      const show = el("button", { type: "button", class: "secondary show-contact", "aria-label": "Show the contact of report " + r.reference },
+        "Show contact");
+      show.addEventListener("click", () => showContact(r.reference, contactBox, show));
       reps.append(el("li", {}, el("strong", {}, r.reference), " · ", r.channel.replace(/_/g, " "), " · ", KS.when(r.received_at),
-        r.description ? el("div", { class: "note" }, r.description) : null));
+        " · ", el("a", { href: "/r/" + encodeURIComponent(r.reference) }, "public page"),
+        r.description ? el("div", { class: "note" }, r.description) : null, show, contactBox));
     }
     const first = article.hidden;
     article.hidden = false;
@@ -91,6 +96,33 @@
       if (first) map.setView(at, 17);
     }
   }
+
+  // The reporter's contact is fetched only on request: each read is recorded on its audit trail.
+  async function showContact(reportRef, box, button) {
+    button.disabled = true;
+    try {
+      const out = await KS.api("/api/v1/reports/" + encodeURIComponent(reportRef) + "/contact?reason=" +
+        encodeURIComponent("opened from job " + ref));
+      const c = out.contact;
+      const name = [c.first_name, c.last_name].filter(Boolean).join(" ");
+      clear(box).append(c.erased_at ? el("p", { class: "note" }, "The reporter's details were erased (" + c.erase_reason + ").")
+        : el("dl", { class: "facts" }, [["Name", name || "—"], ["Email", c.email || "—"], ["Phone", c.phone || "—"],
+          ["Updates by", c.unsubscribed_at ? "none (unsubscribed)" : c.notify]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+        el("p", { class: "note" }, "This look at the reporter's details has been recorded."));
+    } catch (e) {
+      button.disabled = false;
+      clear(box).append(el("p", { class: "note" }, e.status === 404 ? "No contact was given with this report." : KS.errorText(e)));
+    }
+  }
+
+  $("chaser").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await KS.api("/api/v1/jobs/" + encodeURIComponent(ref) + "/chasers",
+        { method: "POST", body: { channel: $("chaser-channel").value } });
+      $("chaser-said").textContent = "Recorded at " + KS.when(new Date().toISOString()) + ".";
+    } catch (err) { $("chaser-said").textContent = KS.errorText(err); }
+  });
 
   async function load() {
     try {

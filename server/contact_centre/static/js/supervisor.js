@@ -50,6 +50,16 @@
     }
   }
 
+  async function undelivered() {
+    const data = await KS.api("/api/v1/notifications/failures?limit=200");
+    const body = clear($("undelivered"));
+    if (!data.items.length) body.append(el("tr", {}, el("td", { colspan: 6 }, "Every message arrived.")));
+    for (const n of data.items) {
+      body.append(el("tr", {}, el("td", {}, n.report), el("td", {}, jobLink(n.job)), el("td", {}, n.template.replace(/_/g, " ")),
+        el("td", {}, n.kind === "sms" ? "text" : "email"), el("td", {}, n.status.replace(/-/g, " ")), el("td", {}, KS.when(n.at))));
+    }
+  }
+
   async function overdue() {
     const data = await KS.api("/api/v1/jobs/overdue?limit=200");
     const body = clear($("overdue"));
@@ -61,7 +71,7 @@
     }
   }
 
-  for (const part of [queue, dead, overdue]) {
+  for (const part of [queue, dead, undelivered, overdue]) {
     part().catch((e) => KS.say(message, KS.errorText(e), "error"));
   }
 })();
