@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +32,11 @@ class ReporterContact(Base):
     erase_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    __table_args__ = (
+        Index("ix_reporter_contacts_live", "created_at", postgresql_where="erased_at IS NULL"),
+        Index("ix_reporter_contacts_phone", "phone", postgresql_where="erased_at IS NULL"),
+    )
+
 
 class ContactAccess(Base):
     """One read, erase or unsubscribe of a contact: who, what, when (the audit trail)."""
@@ -44,6 +49,8 @@ class ContactAccess(Base):
     actor_role: Mapped[str] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_contact_access_contact", "contact_id"),)
 
 
 class Notification(Base):
@@ -63,6 +70,12 @@ class Notification(Base):
     status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     receipts: Mapped[int] = mapped_column(Integer, default=0)
 
+    __table_args__ = (
+        Index("ix_notifications_job", "job_id"),
+        Index("ix_notifications_failed", "sent_at",
+              postgresql_where="status IN ('permanent-failure', 'technical-failure')"),
+    )
+
 
 class Chaser(Base):
     """A contact about a job that already exists (avoidable contact), with the channel it came by."""
@@ -76,3 +89,5 @@ class Chaser(Base):
     actor: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     source_event_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+    __table_args__ = (Index("ix_chasers_job", "job_id"), Index("ix_chasers_at", "at"))
