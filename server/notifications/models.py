@@ -30,11 +30,14 @@ class ReporterContact(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erase_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set when the report's job is closed as a duplicate: the reporter then hears about this job instead.
+    follows_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         Index("ix_reporter_contacts_live", "created_at", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_phone", "phone", postgresql_where="erased_at IS NULL"),
+        Index("ix_reporter_contacts_follows", "follows_job_id", postgresql_where="follows_job_id IS NOT NULL"),
     )
 
 

@@ -42,11 +42,21 @@ _REPEAT = text("""
                     WHERE r.job_id = :job_id AND c.id <> :contact_id AND c.erased_at IS NULL
                       AND (lower(c.email) = lower(:email) OR c.phone = :phone))
 """)
+# The job's own reporters, and those of jobs closed as its duplicates (who follow it).
 _AUDIENCE = text("""
     SELECT c.id, c.notify, c.email, c.phone, r.reference
-      FROM reports r JOIN reporter_contacts c ON c.report_id = r.id
-     WHERE r.job_id = :job_id AND c.erased_at IS NULL AND c.unsubscribed_at IS NULL AND c.notify <> 'none'
+      FROM reporter_contacts c JOIN reports r ON r.id = c.report_id
+     WHERE (r.job_id = :job_id OR c.follows_job_id = :job_id)
+       AND c.erased_at IS NULL AND c.unsubscribed_at IS NULL AND c.notify <> 'none'
      ORDER BY c.id
+""")
+_UNFOLLOW = text("""
+    UPDATE reporter_contacts c SET follows_job_id = NULL
+      FROM reports r WHERE r.id = c.report_id AND r.job_id = :job_id AND c.follows_job_id IS NOT NULL
+""")
+_FOLLOW = text("""
+    UPDATE reporter_contacts c SET follows_job_id = (SELECT id FROM jobs WHERE reference = :other)
+      FROM reports r WHERE r.id = c.report_id AND r.job_id = :job_id AND c.erased_at IS NULL
 """)
 
 
@@ -74,17 +84,23 @@ def store_contact(session: Session, answer: dict, contact: ContactIn, channel: s
 def on_status_changed(session: Session, job: Job, event: JobEvent) -> None:
     """Queue the message this move sends to every reporter of the job (once per person and kind)."""
     after = event.after or {}
+    if (event.before or {}).get("status") == "duplicate":  # reopened: its reporters hear about it again
+        session.execute(_UNFOLLOW, {"job_id": job.id})
     template = event_template(after.get("status", ""), event.data)
     if template is None:
         return
-    extra = {}
+    extra, found = {}, None
     if template == "duplicate":
         found = _REFERENCE.search(" ".join(str(v) for v in ((event.data or {}).get("reason"), event.note) if v))
         extra["other_reference"] = found.group(0) if found else "an earlier report"
     if template == "not_ours":
         extra["who_to_contact"] = (event.note or "").strip()[:300] or "our contact centre can tell you who"
     rows, seen = [], set()
-    for c in session.execute(_AUDIENCE, {"job_id": job.id}):
+    audience = list(session.execute(_AUDIENCE, {"job_id": job.id}))
+    if template == "duplicate" and found and found.group(0).startswith("J-"):
+        # Told once that it was joined, the reporter then hears what happens to the job it was joined to.
+        session.execute(_FOLLOW, {"other": found.group(0), "job_id": job.id})
+    for c in audience:
         for kind in kinds_of(c.notify):
             address = (c.email or "").lower() if kind == "email" else c.phone
             if not address or (kind, address) in seen:

@@ -159,6 +159,23 @@ def test_duplicate_and_not_ours_messages_carry_what_the_reporter_needs(db, clien
     assert ours and all("Western Power" in m.payload["who_to_contact"] for m in ours)
     page = client.get(f"/r/{a['reference']}")
     assert page.status_code == 200 and job_b.reference in page.text
+    # Joined to job B, A's reporter now hears about B: B's next message goes to both reporters, once each.
+    job_c = db.scalar(select(Job).where(Job.reference == client.post(
+        "/api/v1/reports", json=_body(_light(db, 14), {"email": "kim@example.org", "notify": "email", "consent": True}),
+        headers=auth(tokens["advisor"])).json()["job"]["reference"]))
+    move(db, job_a, "new", SUPERVISOR)  # reopened: no message, and A's reporter no longer follows B
+    assert db.scalar(select(func.count()).select_from(ReporterContact).where(
+        ReporterContact.follows_job_id.is_not(None), ReporterContact.report_id.in_(
+            select(Report.id).where(Report.job_id == job_a.id)))) == 0
+    move(db, job_a, "duplicate", SUPERVISOR, data={"reason": f"same as {job_c.reference}"})
+    db.flush()
+    job_c.status = "accepted"
+    move(db, job_c, "scheduled", SUPERVISOR)
+    db.flush()
+    told = sorted((m.payload["report"], m.destination) for m in _notify_rows(db, job_c.id) if m.topic == "scheduled")
+    assert told == sorted([(a["reference"], "notify:email"), (a["reference"], "notify:sms"),
+                           (client.get(f"/api/v1/jobs/{job_c.reference}", headers=auth(tokens["advisor"]))
+                            .json()["reports"][0]["reference"], "notify:email")])
 
 
 def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, client, tokens):

@@ -51,10 +51,14 @@ def upgrade() -> None:
         sa.Column('unsubscribed_at', ts),
         sa.Column('erased_at', ts),
         sa.Column('erase_reason', sa.String(32)),
+        # A report whose job was closed as a duplicate follows the job it was joined to.
+        sa.Column('follows_job_id', sa.BigInteger(), sa.ForeignKey('jobs.id')),
         sa.Column('created_at', ts, server_default=sa.func.now(), nullable=False),
     )
     op.create_index('ix_reporter_contacts_live', 'reporter_contacts', ['created_at'],
                     postgresql_where=sa.text('erased_at IS NULL'))
+    op.create_index('ix_reporter_contacts_follows', 'reporter_contacts', ['follows_job_id'],
+                    postgresql_where=sa.text('follows_job_id IS NOT NULL'))
     op.create_index('ix_reporter_contacts_phone', 'reporter_contacts', ['phone'],
                     postgresql_where=sa.text('erased_at IS NULL'))
     op.create_table(
