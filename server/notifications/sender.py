@@ -75,7 +75,7 @@ def send(session: Session, msg: OutboxMessage) -> dict | None:
         raise DeliveryError("the job no longer exists", retryable=False)
     reference = f"kerbside-{msg.id}"
     notify = client()
-    if msg.attempts > 1:
+    if msg.attempts > 1 or msg.last_error:  # an earlier attempt (even before a "send again") may have got through
         try:
             found = notify.get_all_notifications(reference=reference).get("notifications", [])
         except APIError as exc:
