@@ -123,3 +123,23 @@ def test_the_simulator_checks_bodies_as_notify_does():
         with pytest.raises(Refused) as exc:
             check_body(kind, body, t)
         assert exc.value.status == 400 and message in exc.value.message, (body, exc.value.message)
+
+
+def test_the_status_page_catalogue_has_words_for_every_status_and_falls_back_to_english(tmp_path, monkeypatch):
+    from server.jobs.rules import STATUSES
+    from server.notifications import templates as t
+
+    english = t.catalogue("en")
+    assert set(STATUSES) <= set(english["status_words"])
+    # A Welsh catalogue with one key translated: that key in Welsh, every other key in English.
+    (tmp_path / "messages").mkdir()
+    (tmp_path / "messages" / "en.yaml").write_text((t.HERE / "messages" / "en.yaml").read_text())
+    (tmp_path / "messages" / "cy.yaml").write_text('what: "Beth a adroddwyd"\nstatus_words:\n  closed: "Ar gau"\n')
+    monkeypatch.setattr(t, "HERE", tmp_path)
+    t.catalogue.cache_clear()
+    try:
+        welsh = t.catalogue("cy")
+        assert welsh["what"] == "Beth a adroddwyd" and welsh["where"] == english["where"]
+        assert welsh["status_words"]["closed"] == "Ar gau" and welsh["status_words"]["new"] == english["status_words"]["new"]
+    finally:
+        t.catalogue.cache_clear()
