@@ -73,3 +73,38 @@ def test_figures_chart_avoidable_contact_and_supervisors_see_undelivered_message
     row.wait_for()
     assert "permanent failure" in row.inner_text() and "iolo" not in row.inner_text().lower()
     page.shot("supervisor-undelivered")
+
+
+def test_logging_a_fault_for_a_caller_keeps_their_contact_and_choice(page, api, people):
+    import re
+
+    from playwright.sync_api import expect
+
+    light = free_street_light()
+    tab = page.tab
+    page.sign_in(people["advisor"], "log.html")
+    tab.get_by_label("What is the problem?").select_option("street_light")
+    tab.get_by_label("Go to an asset number or street").fill(light["ref"])
+    tab.get_by_role("button", name="Go").click()
+    marker = tab.locator(f"path.asset-ref-{re.sub(r'[^A-Za-z0-9_-]', '_', light['ref'])}")
+    expect(marker).to_have_count(1)
+    marker.click()
+    tab.get_by_label("What is wrong with the light? (required)").select_option("out")
+    tab.get_by_label("First name").fill("Gethin")
+    tab.get_by_label("Mobile").fill("07700 900555")
+    tab.get_by_label("Send them updates by").select_option("sms")
+    # Without the caller's consent no updates may be promised: the API refuses and says why.
+    tab.get_by_role("button", name="Log the fault").click()
+    expect(tab.locator("#message")).to_contain_text("consent")
+    tab.get_by_label("The caller agreed to be sent updates about this report").check()
+    tab.get_by_role("button", name="Log the fault").click()
+    expect(tab.locator("#result")).to_be_visible()
+    reference = tab.locator("#result-reference").inner_text()
+    page.shot("logged-with-caller")
+    with new_session() as s:
+        c = s.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
+                     .where(Report.reference == reference))
+        assert (c.first_name, c.phone, c.notify, c.channel) == ("Gethin", "07700900555", "sms", "contact_centre")
+        queued = s.scalars(select(OutboxMessage.destination).where(
+            OutboxMessage.payload["report"].astext == reference)).all()
+        assert queued == ["notify:sms"]

@@ -136,6 +136,12 @@
                    observed_at: new Date().toISOString(), location_provider: "map",
                    answers: answers(cat), description: $("description").value.trim() };
     if (place.ref) body.asset_ref = place.ref;
+    const caller = { first_name: $("caller-first").value.trim(), last_name: $("caller-last").value.trim(),
+                     email: $("caller-email").value.trim(), phone: $("caller-phone").value.trim() };
+    if (Object.values(caller).some(Boolean)) {
+      body.contact = { ...Object.fromEntries(Object.entries(caller).filter(([, v]) => v)),
+                       notify: $("caller-notify").value, consent: $("caller-consent").checked };
+    }
     $("submit").disabled = true;
     KS.say(message, "Logging…");
     try {
@@ -160,6 +166,9 @@
     clientId = newId();
     $("result").hidden = true;
     $("description").value = "";
+    for (const id of ["caller-first", "caller-last", "caller-email", "caller-phone"]) $(id).value = "";
+    $("caller-notify").value = "none";
+    $("caller-consent").checked = false;
     chooseCategory(select.value);
   });
 
