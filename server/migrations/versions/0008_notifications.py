@@ -33,6 +33,24 @@ CREATE TRIGGER job_events_citizen_update_chaser AFTER INSERT ON job_events
     FOR EACH ROW WHEN (NEW.type = 'citizen_update') EXECUTE FUNCTION kerbside_citizen_update_chaser();
 """
 
+# Open311 reports stored the reporter's name, email and phone in reports.reporter: they move to
+# reporter_contacts (kept for advisers, no updates: nobody chose any) and leave the report.
+PERSONAL = "ARRAY['first_name', 'last_name', 'email', 'phone']"
+MOVE_OUT = f"""
+INSERT INTO reporter_contacts (report_id, channel, first_name, last_name, email, phone, notify,
+                               unsubscribe_token, created_at)
+SELECT id, channel, left(reporter->>'first_name', 100), left(reporter->>'last_name', 100),
+       left(reporter->>'email', 254), left(reporter->>'phone', 20), 'none',
+       md5(random()::text || id::text || clock_timestamp()::text) || md5(id::text), received_at
+  FROM reports WHERE reporter ?| {PERSONAL};
+UPDATE reports SET reporter = reporter - {PERSONAL} WHERE reporter ?| {PERSONAL};
+"""
+MOVE_BACK = """
+UPDATE reports r SET reporter = r.reporter || jsonb_strip_nulls(jsonb_build_object(
+       'first_name', c.first_name, 'last_name', c.last_name, 'email', c.email, 'phone', c.phone))
+  FROM reporter_contacts c WHERE c.report_id = r.id AND c.erased_at IS NULL AND r.channel = 'open311';
+"""
+
 
 def upgrade() -> None:
     ts = sa.DateTime(timezone=True)
@@ -104,9 +122,11 @@ def upgrade() -> None:
     op.create_index('ix_chasers_job', 'chasers', ['job_id'])
     op.create_index('ix_chasers_at', 'chasers', ['at'])
     op.execute(CHASER_TRIGGER)
+    op.execute(MOVE_OUT)
 
 
 def downgrade() -> None:
+    op.execute(MOVE_BACK)
     op.execute("DROP TRIGGER IF EXISTS job_events_citizen_update_chaser ON job_events")
     op.execute("DROP FUNCTION IF EXISTS kerbside_citizen_update_chaser()")
     for table in ('chasers', 'notifications', 'contact_access', 'reporter_contacts'):
