@@ -49,7 +49,8 @@ def test_metrics_are_for_loopback_or_the_metrics_token_only(app, tokens, monkeyp
 
 def test_production_refuses_a_short_metrics_token():
     good = dict(env="production", webhook_secret="w" * 40, database_url="postgresql+psycopg://k@db:5432/k",
-                public_base_url="https://kerbside.example")
+                public_base_url="https://kerbside.example", notify_api_key="council-" + "1" * 36 + "-" + "2" * 36,
+                notify_callback_token="n" * 40)
     with pytest.raises(ValueError, match="METRICS_TOKEN"):
         Settings(**good, metrics_token="short")
     assert Settings(**good, metrics_token="t" * 32).metrics_token == "t" * 32
