@@ -14,14 +14,15 @@ ITEMS_PARAMS = frozenset({"f", "bbox", "limit", "offset", "datetime"})
 class OgcError(Exception):
     """An exception in OGC API terms: HTTP status, exception code and a description."""
 
-    def __init__(self, status: int, code: str, description: str):
+    def __init__(self, status: int, code: str, description: str, fields: list[str] | None = None):
         super().__init__(description)
         self.status, self.code, self.description = status, code, description
+        self.fields = fields or []
 
 
 def invalid(name: str, description: str) -> OgcError:
     """A 400 InvalidParameterValue naming the parameter."""
-    return OgcError(400, "InvalidParameterValue", f"{name}: {description}")
+    return OgcError(400, "InvalidParameterValue", f"{name}: {description}", [name])
 
 
 def check_known(params: dict[str, str], allowed: frozenset[str]) -> None:
@@ -30,7 +31,7 @@ def check_known(params: dict[str, str], allowed: frozenset[str]) -> None:
     if unknown:
         raise OgcError(400, "InvalidParameterValue",
                        f"unknown query parameter(s): {', '.join(u[:40] for u in unknown[:5])}; "
-                       f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+                       f"allowed: {', '.join(sorted(allowed)) or 'none'}", [u[:40] for u in unknown[:5]])
 
 
 def output_format(value: str | None) -> None:

@@ -1,7 +1,8 @@
 """OGC API Features (Part 1: Core, GeoJSON, OpenAPI 3.0) at /ogc — thin HTTP glue, JSON only.
 
 Authentication is the API's bearer token (GDAL: --config GDAL_HTTP_HEADERS "Authorization: Bearer …").
-Errors are {code, description} JSON with 400/401/403/404.
+Errors are problem+json documents that also carry OGC's {code, description} (400/401/403/404).
+Every GET path answers HEAD too (HTTP requires it; the OGC ETS and caches send it), with the GET's headers.
 """
 from __future__ import annotations
 
@@ -15,11 +16,21 @@ from server import __version__
 from server.auth.tokens import verify
 from server.config import get_settings
 from server.deps import Principal, SessionDep
+from server.errors import PROBLEM, TYPE_BASE
 from server.ogc import documents, params, service
 from server.ogc.params import OgcError
 
 router = APIRouter(prefix="/ogc", tags=["ogc"])
 ONLY_F = frozenset({"f"})
+
+
+def _get(path: str, summary: str):
+    """Register a GET operation and its HEAD twin (kept out of the OpenAPI document: HEAD is implied)."""
+    def register(endpoint):
+        router.add_api_route(path, endpoint, methods=["GET"], summary=summary)
+        router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
+        return endpoint
+    return register
 
 
 def _caller(request: Request, session: Session) -> Principal | None:
@@ -48,10 +59,14 @@ def _answer(request: Request, build: Callable[[dict[str, str]], dict], *, allowe
         return JSONResponse(build(query), media_type=media_type)
     except OgcError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(documents.exception(exc.code, exc.description), exc.status, headers=headers)
+        return JSONResponse(documents.exception(TYPE_BASE, exc.code, exc.description, exc.status,
+                                                request.url.path, exc.fields),
+                            exc.status, headers=headers, media_type=PROBLEM)
 
 
-@router.get("", summary="OGC API Features landing page")
+# `/ogc` and `/ogc/` both answer (no redirect): clients join "/" to the root they were given.
+@_get("/", "OGC API Features landing page")
+@_get("", "OGC API Features landing page")
 def landing(request: Request) -> JSONResponse:
     """Links to the API definition, the conformance classes and the collections."""
     s = get_settings()
@@ -60,34 +75,34 @@ def landing(request: Request) -> JSONResponse:
         "Kerbside asset layers, wards and open jobs as OGC API Features (GeoJSON, CRS84)"))
 
 
-@router.get("/conformance", summary="Conformance classes")
+@_get("/conformance", "Conformance classes")
 def conformance(request: Request) -> JSONResponse:
     """Core, GeoJSON and OpenAPI 3.0."""
     return _answer(request, lambda q: documents.conformance())
 
 
-@router.get("/api", summary="OpenAPI 3.0 definition of the OGC API")
+@_get("/api", "OpenAPI 3.0 definition of the OGC API")
 def api(request: Request) -> JSONResponse:
     """The service description clients read (limits, parameters)."""
     return _answer(request, lambda q: documents.openapi(_base(request), "Kerbside OGC API Features", __version__),
                    media_type=documents.OPENAPI)
 
 
-@router.get("/collections", summary="Feature collections the caller may read")
+@_get("/collections", "Feature collections the caller may read")
 def collections(request: Request, session: SessionDep) -> JSONResponse:
     """Asset layers and wards (public by setting), and open jobs for staff tokens."""
     return _answer(request, lambda q: documents.collections(
         _base(request), service.collection_infos(session, _caller(request, session))))
 
 
-@router.get("/collections/{collection_id}", summary="One collection")
+@_get("/collections/{collection_id}", "One collection")
 def collection(collection_id: str, request: Request, session: SessionDep) -> JSONResponse:
     """A collection's metadata and extent."""
     return _answer(request, lambda q: documents.collection(
         _base(request), service.collection_info(session, _caller(request, session), collection_id)))
 
 
-@router.get("/collections/{collection_id}/items", summary="Features: bbox, limit, offset, datetime")
+@_get("/collections/{collection_id}/items", "Features: bbox, limit, offset, datetime")
 def items(collection_id: str, request: Request, session: SessionDep) -> JSONResponse:
     """A GeoJSON page of features with numberMatched, numberReturned and a next link."""
     def build(q: dict[str, str]) -> dict:
@@ -102,7 +117,7 @@ def items(collection_id: str, request: Request, session: SessionDep) -> JSONResp
     return _answer(request, build, allowed=params.ITEMS_PARAMS, media_type=documents.GEOJSON)
 
 
-@router.get("/collections/{collection_id}/items/{feature_id:path}", summary="One feature")
+@_get("/collections/{collection_id}/items/{feature_id:path}", "One feature")
 def item(collection_id: str, feature_id: str, request: Request, session: SessionDep) -> JSONResponse:
     """One feature by id (asset reference, job reference or ward code)."""
     def build(q: dict[str, str]) -> dict:

@@ -101,7 +101,8 @@ def _wards_info(session: Session) -> CollectionInfo:
 def _jobs_info(session: Session, who: Principal) -> CollectionInfo:
     first = session.scalar(select(func.min(Job.created_at)).where(Job.status.in_(rules.OPEN_STATUSES), visible(who)))
     return CollectionInfo(JOBS, "Open jobs", "Jobs not yet completed, closed or cancelled (datetime: created_at)",
-                          _area_box(session, "boundary") or _area_box(session, "ward"), (first, None))
+                          _area_box(session, "boundary") or _area_box(session, "ward"), (first, None),
+                          open_data=False)
 
 
 def collection_infos(session: Session, who: Principal | None) -> list[CollectionInfo]:
