@@ -79,8 +79,11 @@ OGC_ERROR = {"type": "object", "required": [*PROBLEM_SCHEMA["required"], "code",
 OGC_MEDIA = {"/ogc/api": "application/vnd.oai.openapi+json;version=3.0",
              "/ogc/collections/{collection_id}/items": "application/geo+json",
              "/ogc/collections/{collection_id}/items/{feature_id}": "application/geo+json"}
-OGC_ITEMS_QUERY = [("bbox", "minLon,minLat,maxLon,maxLat"), ("limit", "1 to 1000"), ("offset", "0 or more"),
-                   ("datetime", "instant or interval (RFC 3339, '..' open)")]
+OGC_ITEMS_QUERY = [("bbox", "minLon,minLat,maxLon,maxLat (or in bbox-crs)"), ("limit", "1 to 1000"),
+                   ("offset", "0 or more"), ("datetime", "instant or interval (RFC 3339, '..' open)"),
+                   ("bbox-crs", "CRS URI of the bbox (CRS84 or the storage CRS)"),
+                   ("crs", "CRS URI of the geometries returned (CRS84 or the storage CRS)")]
+OGC_FEATURE_QUERY = [("crs", "CRS URI of the geometry returned (CRS84 or the storage CRS)")]
 
 # Operations whose success is not JSON.
 MEDIA_200 = {
@@ -196,7 +199,8 @@ def _open311_operation(op: dict, method: str, path: str) -> None:
 
 def _ogc_operation(op: dict, path: str) -> None:
     names = {p["name"] for p in op.get("parameters", [])}
-    extra = [("f", "json (the only format)")] + (OGC_ITEMS_QUERY if path.endswith("/items") else [])
+    extra = [("f", "json (the only format)")] + (OGC_ITEMS_QUERY if path.endswith("/items") else
+                                                 OGC_FEATURE_QUERY if path.endswith("/{feature_id}") else [])
     for name, text in extra:
         if name not in names:
             schema = {"type": "string", "enum": ["json", "geojson"]} if name == "f" else None

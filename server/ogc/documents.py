@@ -5,14 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
-from server.ogc.params import DEFAULT_LIMIT, MAX_LIMIT
-
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+from server.ogc.params import CRS84, DEFAULT_LIMIT, MAX_LIMIT
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -64,10 +63,11 @@ def conformance() -> dict:
     return {"conformsTo": list(CONFORMANCE)}
 
 
-def collection(base: str, c: CollectionInfo) -> dict:
-    """One collection's metadata with its items link and extent."""
+def collection(base: str, c: CollectionInfo, crs: list[str], storage_crs: str) -> dict:
+    """One collection's metadata with its items link, extent and CRSs (Part 2: CRS84 first, then storage)."""
     href = f"{base}/collections/{quote(c.id)}"
-    out = {"id": c.id, "title": c.title, "description": c.description, "itemType": "feature", "crs": [CRS84],
+    out = {"id": c.id, "title": c.title, "description": c.description, "itemType": "feature", "crs": list(crs),
+           "storageCrs": storage_crs,
            "links": [link(href, "self", JSON, c.title), link(f"{href}/items", "items", GEOJSON, "The features")]}
     if c.open_data:
         out["links"].append(link(OGL, "license", HTML, "Open Government Licence v3.0"))
@@ -81,10 +81,10 @@ def collection(base: str, c: CollectionInfo) -> dict:
     return out
 
 
-def collections(base: str, infos: list[CollectionInfo]) -> dict:
+def collections(base: str, infos: list[CollectionInfo], crs: list[str], storage_crs: str) -> dict:
     """The collections list."""
     return {"links": [link(f"{base}/collections", "self", JSON, "The feature collections")],
-            "collections": [collection(base, c) for c in infos]}
+            "collections": [collection(base, c, crs, storage_crs) for c in infos]}
 
 
 def feature(fid: str, geometry: dict | None, properties: dict) -> dict:
@@ -142,13 +142,18 @@ def _param(name: str, schema: dict, description: str, where: str = "query") -> d
     return out
 
 
-def openapi(base: str, title: str, version: str) -> dict:
+def openapi(base: str, title: str, version: str, crs: list[str]) -> dict:
     """An OpenAPI 3.0 definition of the OGC API part (what GDAL and OWSLib read for limits)."""
     f = _param("f", {"type": "string", "enum": ["json"]}, "Output format (JSON only)")
     cid = _param("collectionId", {"type": "string"}, "A collection id", "path")
+    crs_param = _param("crs", {"type": "string", "format": "uri", "enum": list(crs), "default": CRS84},
+                       "CRS of the geometries returned (Part 2); the answer's Content-Crs header names it")
     items_params = [cid, f,
                     _param("bbox", {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
-                           "minLon,minLat,maxLon,maxLat in CRS84"),
+                           "minLon,minLat,maxLon,maxLat in CRS84, or in bbox-crs"),
+                    _param("bbox-crs", {"type": "string", "format": "uri", "enum": list(crs), "default": CRS84},
+                           "CRS of the bbox numbers (Part 2)"),
+                    crs_param,
                     _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                            f"Page size; values above {MAX_LIMIT} are served as {MAX_LIMIT}"),
                     _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Features to skip"),
@@ -186,7 +191,7 @@ def openapi(base: str, title: str, version: str) -> dict:
                                                 {"200": geo, "404": missing}, secured=True),
         "/collections/{collectionId}/items/{featureId}": op(
             "One feature", "getFeature",
-            [cid, _param("featureId", {"type": "string"}, "A feature id", "path"), f],
+            [cid, _param("featureId", {"type": "string"}, "A feature id", "path"), f, crs_param],
             {"200": geo, "404": missing}, secured=True),
     }
     exception_schema = {"type": "object", "required": ["code", "type", "title", "status", "detail"],

@@ -8,7 +8,26 @@ from datetime import date, datetime, time, timedelta, timezone
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
-ITEMS_PARAMS = frozenset({"f", "bbox", "limit", "offset", "datetime"})
+ITEMS_PARAMS = frozenset({"f", "bbox", "limit", "offset", "datetime", "crs", "bbox-crs"})
+FEATURE_PARAMS = frozenset({"f", "crs"})
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+WGS84 = 4326
+
+
+def crs_uri(srid: int) -> str:
+    """The OGC URI of a CRS: CRS84 for WGS84 longitude/latitude, else the EPSG code's."""
+    return CRS84 if srid == WGS84 else f"http://www.opengis.net/def/crs/EPSG/0/{srid}"
+
+
+def crs(name: str, value: str | None, offered: list[int]) -> int:
+    """The SRID a `crs` or `bbox-crs` URI (or safe CURIE) names, CRS84 when absent; one not offered is a 400."""
+    if value is None:
+        return WGS84
+    names = {crs_uri(srid): srid for srid in offered} | {f"[EPSG:{srid}]": srid for srid in offered if srid != WGS84}
+    names["[OGC:CRS84]"] = WGS84
+    if value.strip() in names:
+        return names[value.strip()]
+    raise invalid(name, f"{value[:80]!r} is not offered; use one of: {', '.join(crs_uri(s) for s in offered)}")
 
 
 class OgcError(Exception):
@@ -66,8 +85,9 @@ def offset(value: str | None) -> int:
     return n
 
 
-def bbox(value: str | None) -> tuple[float, float, float, float] | None:
-    """minLon,minLat,maxLon,maxLat in CRS84 (a 6-number 3D bbox drops its heights)."""
+def bbox(value: str | None, projected: bool = False) -> tuple[float, float, float, float] | None:
+    """minLon,minLat,maxLon,maxLat in CRS84 (a 6-number 3D bbox drops its heights); with `projected`, the
+    bbox-crs's own axes (easting, northing), which have no longitude/latitude ranges to check."""
     if value is None:
         return None
     parts = value.split(",")
@@ -80,6 +100,10 @@ def bbox(value: str | None) -> tuple[float, float, float, float] | None:
     if not all(math.isfinite(n) for n in numbers):
         raise invalid("bbox", "numbers must be finite")
     minx, miny, maxx, maxy = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3], numbers[4])
+    if projected:
+        if minx > maxx or miny > maxy:
+            raise invalid("bbox", "each minimum must not be greater than its maximum")
+        return minx, miny, maxx, maxy
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
         raise invalid("bbox", "longitudes must be within ±180 and latitudes within ±90")
     if miny > maxy:
