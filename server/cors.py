@@ -25,7 +25,7 @@ PUBLIC_READ = re.compile(r"^/(?:ogc(?:/|$)|open311/|healthz$)")
 READ_METHODS = ("GET", "HEAD")
 API_METHODS = ("GET", "HEAD", "POST", "PATCH", "DELETE")
 # Headers a page may read from our answers (besides the CORS-safelisted ones).
-EXPOSE = ("X-Request-Id", "Link", "Retry-After", "Content-Length")
+EXPOSE = ("X-Request-Id", "Content-Crs", "Link", "Retry-After", "Content-Length")
 MAX_AGE = 600
 
 

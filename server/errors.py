@@ -108,6 +108,8 @@ def install(app: FastAPI) -> None:
             # OGC's code and description), so an OGC client sees one format for every 404.
             body = json.loads(response.body)
             body.update(code="NotFound" if exc.status_code == 404 else "InvalidRequest", description=body["detail"])
+            if exc.status_code == 404:
+                body.update(title="Not found", detail="no such resource", description="no such resource")
             response = JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM,
                                     headers=getattr(exc, "headers", None))
         return response

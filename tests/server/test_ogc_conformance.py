@@ -159,7 +159,7 @@ def test_every_404_has_one_format(client, path):
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["type"].endswith("/not-found") and body["status"] == 404 and body["code"] == "NotFound"
-    assert body["title"] == "Not found" or body["title"] == "Not Found"
+    assert body["title"] == "Not found"
     assert body["detail"] == body["description"] and body["instance"].startswith("/ogc")
 
 
