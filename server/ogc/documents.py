@@ -59,7 +59,7 @@ def landing(base: str, title: str, description: str) -> dict:
 
 
 def conformance() -> dict:
-    """The conformance classes implemented: Core, GeoJSON and OpenAPI 3.0."""
+    """The conformance classes implemented: Core, GeoJSON, OpenAPI 3.0 and Part 2 CRS."""
     return {"conformsTo": list(CONFORMANCE)}
 
 

@@ -1,4 +1,4 @@
-"""OGC API Features (Part 1: Core, GeoJSON, OpenAPI 3.0) at /ogc — thin HTTP glue, JSON only.
+"""OGC API Features (Part 1: Core, GeoJSON, OpenAPI 3.0; Part 2: CRS) at /ogc — thin HTTP glue, JSON only.
 
 Authentication is the API's bearer token (GDAL: --config GDAL_HTTP_HEADERS "Authorization: Bearer …").
 Errors are problem+json documents that also carry OGC's {code, description} (400/401/403/404).
@@ -88,7 +88,7 @@ def landing(request: Request) -> JSONResponse:
 
 @_get("/conformance", "Conformance classes")
 def conformance(request: Request) -> JSONResponse:
-    """Core, GeoJSON and OpenAPI 3.0."""
+    """Core, GeoJSON, OpenAPI 3.0 and (Part 2) CRS by reference."""
     return _answer(request, lambda q: documents.conformance())
 
 
