@@ -44,6 +44,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The OGC API Features conformance suite (ogctests from PyPI) in a venv of its own: it pins httpx<0.28 and
+# pytest<9, older than the API's. tests/server/test_ogc_conformance.py runs it against a live API.
+ogc_stamp=".venv-ogctests/.requirements.sha256"
+want_ogc="$(sha256sum requirements-ogctests.txt | cut -d' ' -f1)"
+if [ ! -x .venv-ogctests/bin/python ] || [ ! -f "$ogc_stamp" ] || [ "$(cat "$ogc_stamp")" != "$want_ogc" ]; then
+  say "installing the OGC conformance suite (requirements-ogctests.txt) into .venv-ogctests"
+  [ -x .venv-ogctests/bin/python ] || "$PY" -m venv .venv-ogctests \
+    || die "could not create a venv. Run: sudo apt-get install -y python3-venv"
+  .venv-ogctests/bin/pip install -q --disable-pip-version-check -r requirements-ogctests.txt
+  echo "$want_ogc" > "$ogc_stamp"
+fi
+
 # Front-end packages (Leaflet) from package-lock.json into node_modules/ (git-ignored; the API serves
 # Leaflet's dist files from there). Reinstalled when the lock file changes.
 lock_stamp="node_modules/.package-lock.sha256"

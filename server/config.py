@@ -1,12 +1,13 @@
 """One typed settings class for every Kerbside process (KERBSIDE_* environment variables)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SECRET = "kerbside-demo-secret-change-me"
 # A well-formed Notify key for the simulator only (key name, service id, secret).
 DEMO_NOTIFY_KEY = "kerbside_demo-5b1a0c3e-7d2f-4e8a-9c61-2f4b8d0e1a73-0e9f7c2a-4b6d-4f1e-8a35-c7d2e9b0f614"
+# A web origin: scheme, host and an optional port, nothing else (browsers send exactly this in Origin).
+ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -70,6 +73,12 @@ class Settings(BaseSettings):
     open311_jurisdiction_id: str = "bathnes.gov.uk"
     # OGC API Features: asset layers and wards readable without a token (jobs always need one).
     ogc_public_assets: bool = True
+    # CORS (server/cors.py): origins (scheme://host[:port], comma-separated, or *) whose pages may read the
+    # public endpoints (/ogc, /open311 GETs, /healthz); none by default. Credentials (a bearer token, cookies)
+    # only with cors_credentials; /api/v1 only with cors_api.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_credentials: bool = False
+    cors_api: bool = False
     # Contact centre: CRM webhook URLs on private/loopback addresses are refused unless this is set
     # (the tests need loopback); production refuses it.
     allow_private_webhook_urls: bool = False
@@ -105,6 +114,25 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"auth_failure_rate must read like '20/minute': {exc}") from None
         return v
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: object) -> list[str]:
+        items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v or [])
+        out = []
+        for item in filter(None, items):
+            origin = item.rstrip("/").lower()
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ValueError(f"cors_origins: {item!r} is not an origin like https://maps.example.org[:port]")
+            out.append(origin)
+        return out
+
+    @model_validator(mode="after")
+    def _refuse_star_with_credentials(self) -> "Settings":
+        if self.cors_credentials and "*" in self.cors_origins:
+            raise ValueError("KERBSIDE_CORS_CREDENTIALS needs a list of origins, not *: any site could act for "
+                             "a signed-in user")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

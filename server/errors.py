@@ -101,8 +101,18 @@ def install(app: FastAPI) -> None:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
                  413: "payload-too-large", 415: "unsupported-media-type"}
         code = codes.get(exc.status_code, "http-error")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path,
-                       headers=getattr(exc, "headers", None))
+        response = problem(exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path,
+                           headers=getattr(exc, "headers", None))
+        if request.url.path == "/ogc" or request.url.path.startswith("/ogc/"):
+            # A path no OGC route matches gets the body the OGC router's own errors have (the problem plus
+            # OGC's code and description), so an OGC client sees one format for every 404.
+            body = json.loads(response.body)
+            body.update(code="NotFound" if exc.status_code == 404 else "InvalidRequest", description=body["detail"])
+            if exc.status_code == 404:
+                body.update(title="Not found", detail="no such resource", description="no such resource")
+            response = JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM,
+                                    headers=getattr(exc, "headers", None))
+        return response
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError):

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from server import __version__, contact_centre, errors, metrics, observability, openapi
+from server import __version__, contact_centre, cors, errors, metrics, observability, openapi
 from server.auth.throttle import AuthThrottle
 from server.config import get_settings
 from server.deps import single_valued_query
@@ -106,6 +106,7 @@ def create_app() -> FastAPI:
     observability.configure_logging(settings.log_level, settings.log_format)
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(cors.ScopedCors)  # preflights answered before the body limit; inside the request context
     # Outermost: request id, security headers, access log and metrics cover every answer, 413s and 429s too.
     app.state.auth_throttle = AuthThrottle(settings.auth_failure_rate)
     app.add_middleware(observability.RequestContext, throttle=app.state.auth_throttle)

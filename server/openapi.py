@@ -70,17 +70,20 @@ OPEN311_FORMS = {
 }
 
 # A path no route can match (a newline in an OGC feature id: `{feature_id:path}` stops at one) is answered
-# by the application's own 404, a problem document, before the OGC router sees it.
-UNROUTABLE = {PROBLEM: {"schema": PROBLEM_REF}}
+# by the application's own 404, which under /ogc carries OGC's code and description too (server/errors.py).
 
-# OGC API Features: JSON only; errors are {code, description}.
-OGC_ERROR = {"type": "object", "required": ["code", "description"],
-             "properties": {"code": {"type": "string"}, "description": {"type": "string"}}}
+# OGC API Features: JSON only; errors are problem documents that also carry OGC's {code, description}.
+OGC_ERROR = {"type": "object", "required": [*PROBLEM_SCHEMA["required"], "code", "description"],
+             "properties": {**PROBLEM_SCHEMA["properties"], "code": {"type": "string"},
+                            "description": {"type": "string"}}}
 OGC_MEDIA = {"/ogc/api": "application/vnd.oai.openapi+json;version=3.0",
              "/ogc/collections/{collection_id}/items": "application/geo+json",
              "/ogc/collections/{collection_id}/items/{feature_id}": "application/geo+json"}
-OGC_ITEMS_QUERY = [("bbox", "minLon,minLat,maxLon,maxLat"), ("limit", "1 to 1000"), ("offset", "0 or more"),
-                   ("datetime", "instant or interval (RFC 3339, '..' open)")]
+OGC_ITEMS_QUERY = [("bbox", "minLon,minLat,maxLon,maxLat (or in bbox-crs)"), ("limit", "1 to 1000"),
+                   ("offset", "0 or more"), ("datetime", "instant or interval (RFC 3339, '..' open)"),
+                   ("bbox-crs", "CRS URI of the bbox (CRS84 or the storage CRS)"),
+                   ("crs", "CRS URI of the geometries returned (CRS84 or the storage CRS)")]
+OGC_FEATURE_QUERY = [("crs", "CRS URI of the geometry returned (CRS84 or the storage CRS)")]
 
 # Operations whose success is not JSON.
 MEDIA_200 = {
@@ -201,17 +204,17 @@ def _open311_operation(op: dict, method: str, path: str) -> None:
 
 def _ogc_operation(op: dict, path: str) -> None:
     names = {p["name"] for p in op.get("parameters", [])}
-    extra = [("f", "json (the only format)")] + (OGC_ITEMS_QUERY if path.endswith("/items") else [])
+    extra = [("f", "json (the only format)")] + (OGC_ITEMS_QUERY if path.endswith("/items") else
+                                                 OGC_FEATURE_QUERY if path.endswith("/{feature_id}") else [])
     for name, text in extra:
         if name not in names:
             schema = {"type": "string", "enum": ["json", "geojson"]} if name == "f" else None
             op.setdefault("parameters", []).append(_param(name, "query", text, schema))
     ok = {OGC_MEDIA.get(path, "application/json"): {"schema": {"type": "object"}}}
-    error = {"application/json": {"schema": OGC_ERROR}}
+    error = {PROBLEM: {"schema": OGC_ERROR}}
     op["responses"] = {"200": {"description": "OK", "content": ok},
                        **{str(s): {"description": WHY[s], "content": error} for s in (400, 401, 403, 404)},
                        "429": _problem(429), "503": _problem(503)}
-    op["responses"]["404"]["content"] = {**error, **UNROUTABLE}
 
 
 def _webhook_operation(op: dict) -> None:

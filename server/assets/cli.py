@@ -16,13 +16,14 @@ def summary_table(summaries: list[EntrySummary]) -> Table:
     """A rich table: one line per entry with its counts and the first examples of what was odd."""
     table = Table(title="GIS import", show_lines=False)
     for col in ("entry", "target", "status", "read", "imported", "new", "changed", "removed", "dup ids",
-                "no id", "no location", "repaired", "seconds"):
+                "no id", "no location", "repaired", "zero-length", "seconds"):
         table.add_column(col, justify="left" if col in ("entry", "target", "status") else "right")
     colour = {"imported": "green", "skipped": "dim", "failed": "bold red"}
     for s in summaries:
         table.add_row(s.entry, s.target, f"[{colour.get(s.status, 'white')}]{s.status}[/]", str(s.rows_read),
                       str(s.imported), str(s.inserted), str(s.updated), str(s.removed), str(s.duplicate_ids),
-                      str(s.without_id), str(s.without_location), str(s.repaired), f"{s.seconds:.1f}")
+                      str(s.without_id), str(s.without_location), str(s.repaired), str(s.zero_length_dropped),
+                      f"{s.seconds:.1f}")
     return table
 
 
@@ -32,7 +33,8 @@ def _notes(summaries: list[EntrySummary]) -> list[str]:
         if s.error:
             out.append(f"[red]{s.entry}[/]: {s.error}")
         for label, examples in (("duplicate ids", s.duplicate_examples), ("no location", s.without_location_examples),
-                                ("repaired", s.repaired_examples)):
+                                ("repaired", s.repaired_examples),
+                                ("zero-length lines dropped", s.zero_length_examples)):
             if examples:
                 out.append(f"{s.entry}: {label}: {', '.join(examples)}")
         if s.stale_kept:

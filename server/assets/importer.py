@@ -22,7 +22,7 @@ from server.config import get_settings
 from server.db import get_engine
 
 # Bump when the importer's output for the same input changes: every entry is then re-imported once.
-IMPORTER_VERSION = "1"
+IMPORTER_VERSION = "2"  # 2: zero-length lines dropped, repeated points removed
 GEOMETRY_TYPES = {"point": "Point", "line": "LineString", "polygon": "Polygon"}
 LOCK_KEY = 0x6B65726273  # pg advisory lock: one import at a time per database
 
@@ -58,6 +58,8 @@ class EntrySummary:
     without_location_examples: list[str] = field(default_factory=list)
     repaired: int = 0
     repaired_examples: list[str] = field(default_factory=list)
+    zero_length_dropped: int = 0
+    zero_length_examples: list[str] = field(default_factory=list)
     error: str | None = None
     error_file: str | None = None
     error_row: str | None = None
@@ -171,6 +173,7 @@ def _fill(summary: EntrySummary, p: Prepared) -> None:
     summary.without_id, summary.without_id_examples = p.without_id, p.without_id_examples
     summary.without_location, summary.without_location_examples = len(p.without_location), p.without_location[:EXAMPLES]
     summary.repaired, summary.repaired_examples = len(p.repaired), p.repaired[:EXAMPLES]
+    summary.zero_length_dropped, summary.zero_length_examples = len(p.zero_length), p.zero_length[:EXAMPLES]
 
 
 def _record(conn: Connection, e: Entry, summary: EntrySummary) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from shapely.geometry import shape
+from shapely import remove_repeated_points
+from shapely.geometry import MultiLineString, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 from shapely.validation import explain_validity, make_valid
@@ -273,6 +274,7 @@ class Prepared:
     without_id_examples: list[str] = field(default_factory=list)
     without_location: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    zero_length: list[str] = field(default_factory=list)  # lines of no length: dropped (RFC 7946 has no such line)
 
 
 def _text(v: Any) -> str | None:
@@ -291,8 +293,9 @@ def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower().replace("&", "and")).strip("-")
 
 
-def _check_geometry(entry: Entry, row: Row, srid: int) -> tuple[BaseGeometry, bool]:
-    """The row's geometry checked against the entry: repaired if invalid; raises SourceError if unusable."""
+def _check_geometry(entry: Entry, row: Row, srid: int) -> tuple[BaseGeometry | None, bool]:
+    """The row's geometry checked against the entry: repaired if invalid (a line: its zero-length parts and
+    repeated points removed); None for a line of zero length (dropped); raises SourceError if unusable."""
     f, g = entry.file or entry.entry, row.geom
     if g.is_empty:
         raise SourceError(f, "empty geometry", row.where)
@@ -304,6 +307,8 @@ def _check_geometry(entry: Entry, row: Row, srid: int) -> tuple[BaseGeometry, bo
         raise SourceError(f, "non-finite coordinates", row.where)
     if srid == 4326 and not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise SourceError(f, f"coordinates out of range for EPSG:4326 ({minx:.1f}, {miny:.1f}): wrong CRS?", row.where)
+    if entry.geometry == "line":
+        return _line(g)
     if g.is_valid:
         return g, False
     why = explain_validity(g)
@@ -313,6 +318,17 @@ def _check_geometry(entry: Entry, row: Row, srid: int) -> tuple[BaseGeometry, bo
     if fixed is None or fixed.is_empty or fixed.geom_type not in want:
         raise SourceError(f, f"invalid geometry that cannot be repaired ({why})", row.where)
     return fixed, True
+
+
+def _line(g: BaseGeometry) -> tuple[BaseGeometry | None, bool]:
+    """A line without zero-length parts or repeated points (repaired), or None when nothing has a length."""
+    parts = list(getattr(g, "geoms", [g]))
+    with_length = [part for part in parts if part.length > 0]
+    if not with_length:
+        return None, False
+    kept = [remove_repeated_points(part) for part in with_length]
+    repaired = len(with_length) < len(parts) or any(len(k.coords) < len(w.coords) for k, w in zip(kept, with_length))
+    return (kept[0] if g.geom_type == "LineString" else MultiLineString(kept)), repaired
 
 
 def derived_ref(geom: BaseGeometry, props: dict, fields: Iterable[str] | None) -> str:
@@ -339,6 +355,9 @@ def prepare(entry: Entry, srid: int, rows: list[Row]) -> Prepared:
             out.without_location.append(row.where)
             continue
         geom, repaired = _check_geometry(entry, row, srid)
+        if geom is None:  # a line of zero length: no feature to draw or snap to
+            out.zero_length.append(row.where)
+            continue
         p = row.props
         ref = _text(spec["const"]) if "const" in spec else _text(p.get(spec["field"])) if "field" in spec else None
         if ref is not None and (ref in null or (pattern and not pattern.match(ref))):

@@ -8,20 +8,40 @@ from datetime import date, datetime, time, timedelta, timezone
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
-ITEMS_PARAMS = frozenset({"f", "bbox", "limit", "offset", "datetime"})
+ITEMS_PARAMS = frozenset({"f", "bbox", "limit", "offset", "datetime", "crs", "bbox-crs"})
+FEATURE_PARAMS = frozenset({"f", "crs"})
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+WGS84 = 4326
+
+
+def crs_uri(srid: int) -> str:
+    """The OGC URI of a CRS: CRS84 for WGS84 longitude/latitude, else the EPSG code's."""
+    return CRS84 if srid == WGS84 else f"http://www.opengis.net/def/crs/EPSG/0/{srid}"
+
+
+def crs(name: str, value: str | None, offered: list[int]) -> int:
+    """The SRID a `crs` or `bbox-crs` URI (or safe CURIE) names, CRS84 when absent; one not offered is a 400."""
+    if value is None:
+        return WGS84
+    names = {crs_uri(srid): srid for srid in offered} | {f"[EPSG:{srid}]": srid for srid in offered if srid != WGS84}
+    names["[OGC:CRS84]"] = WGS84
+    if value.strip() in names:
+        return names[value.strip()]
+    raise invalid(name, f"{value[:80]!r} is not offered; use one of: {', '.join(crs_uri(s) for s in offered)}")
 
 
 class OgcError(Exception):
     """An exception in OGC API terms: HTTP status, exception code and a description."""
 
-    def __init__(self, status: int, code: str, description: str):
+    def __init__(self, status: int, code: str, description: str, fields: list[str] | None = None):
         super().__init__(description)
         self.status, self.code, self.description = status, code, description
+        self.fields = fields or []
 
 
 def invalid(name: str, description: str) -> OgcError:
     """A 400 InvalidParameterValue naming the parameter."""
-    return OgcError(400, "InvalidParameterValue", f"{name}: {description}")
+    return OgcError(400, "InvalidParameterValue", f"{name}: {description}", [name])
 
 
 def check_known(params: dict[str, str], allowed: frozenset[str]) -> None:
@@ -30,7 +50,7 @@ def check_known(params: dict[str, str], allowed: frozenset[str]) -> None:
     if unknown:
         raise OgcError(400, "InvalidParameterValue",
                        f"unknown query parameter(s): {', '.join(u[:40] for u in unknown[:5])}; "
-                       f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+                       f"allowed: {', '.join(sorted(allowed)) or 'none'}", [u[:40] for u in unknown[:5]])
 
 
 def output_format(value: str | None) -> None:
@@ -65,8 +85,9 @@ def offset(value: str | None) -> int:
     return n
 
 
-def bbox(value: str | None) -> tuple[float, float, float, float] | None:
-    """minLon,minLat,maxLon,maxLat in CRS84 (a 6-number 3D bbox drops its heights)."""
+def bbox(value: str | None, projected: bool = False) -> tuple[float, float, float, float] | None:
+    """minLon,minLat,maxLon,maxLat in CRS84 (a 6-number 3D bbox drops its heights); with `projected`, the
+    bbox-crs's own axes (easting, northing), which have no longitude/latitude ranges to check."""
     if value is None:
         return None
     parts = value.split(",")
@@ -79,6 +100,10 @@ def bbox(value: str | None) -> tuple[float, float, float, float] | None:
     if not all(math.isfinite(n) for n in numbers):
         raise invalid("bbox", "numbers must be finite")
     minx, miny, maxx, maxy = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3], numbers[4])
+    if projected:
+        if minx > maxx or miny > maxy:
+            raise invalid("bbox", "each minimum must not be greater than its maximum")
+        return minx, miny, maxx, maxy
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
         raise invalid("bbox", "longitudes must be within ±180 and latitudes within ±90")
     if miny > maxy:

@@ -20,13 +20,12 @@ from server.areas.models import Area
 from server.assets.models import Asset
 from server.config import get_settings
 from server.deps import Principal
-from server.geo import WGS84, as_geojson
 from server.jobs import rules
 from server.jobs.access import SEE_ALL, visible
 from server.jobs.models import Job
 from server.jobs.views import count, summary_row, summary_select
 from server.ogc.documents import CollectionInfo, feature
-from server.ogc.params import Interval, OgcError
+from server.ogc.params import WGS84, Interval, OgcError
 
 JOBS, WARDS = "jobs", "wards"
 JOB_ROLES = (*SEE_ALL, "contractor", "crew")
@@ -101,7 +100,8 @@ def _wards_info(session: Session) -> CollectionInfo:
 def _jobs_info(session: Session, who: Principal) -> CollectionInfo:
     first = session.scalar(select(func.min(Job.created_at)).where(Job.status.in_(rules.OPEN_STATUSES), visible(who)))
     return CollectionInfo(JOBS, "Open jobs", "Jobs not yet completed, closed or cancelled (datetime: created_at)",
-                          _area_box(session, "boundary") or _area_box(session, "ward"), (first, None))
+                          _area_box(session, "boundary") or _area_box(session, "ward"), (first, None),
+                          open_data=False)
 
 
 def collection_infos(session: Session, who: Principal | None) -> list[CollectionInfo]:
@@ -142,30 +142,50 @@ def _envelope(bbox, extent, srid: int):
     return func.ST_Transform(func.ST_Segmentize(func.ST_MakeEnvelope(minx, miny, maxx, maxy, WGS84), 0.01), srid)
 
 
-def _query(session: Session, who: Principal | None, info: CollectionInfo):
-    """(select of rows, geometry column, id column, row → feature) for a collection."""
+def offered_srids() -> list[int]:
+    """The CRSs features can be read in (Part 2): CRS84 first, then the storage CRS."""
+    storage = get_settings().srid
+    return [WGS84] if storage == WGS84 else [WGS84, storage]
+
+
+def _geojson(geom, srid: int):
+    """SQL: GeoJSON text in `srid` (6 decimals for degrees, 2 for metres), polygons wound as RFC 7946 says:
+    exterior rings counter-clockwise, holes clockwise (ST_ForcePolygonCCW does both), after the projection."""
+    # options 0: no "crs" member (RFC 7946 has none; the Content-Crs header names the CRS instead).
+    return func.ST_AsGeoJSON(func.ST_ForcePolygonCCW(func.ST_Transform(geom, srid)), 6 if srid == WGS84 else 2, 0)
+
+
+def _query(session: Session, who: Principal | None, info: CollectionInfo, srid: int = WGS84):
+    """(select of rows, geometry column, id column, row → feature) for a collection, geometry in `srid`."""
     if info.id == JOBS:
         q = summary_select().where(visible(who), Job.status.in_(rules.OPEN_STATUSES))
+        if srid != WGS84:
+            q = q.add_columns(_geojson(func.ST_PointOnSurface(Job.geom), srid).label("geometry"))
         return q, Job.geom, Job.reference, Job.id, _job_feature
     if info.id == WARDS:
-        q = select(Area.id, Area.code, Area.name, Area.attributes, as_geojson(Area.geom).label("geometry")) \
+        q = select(Area.id, Area.code, Area.name, Area.attributes, _geojson(Area.geom, srid).label("geometry")) \
             .where(Area.kind == "ward")
         return q, Area.geom, Area.code, Area.id, _ward_feature
     layer = _layers(session)[info.id]
     q = (select(Asset.id, Asset.external_ref, Asset.name, Asset.attributes, Asset.maintainer, Asset.street,
-                Asset.synthetic, Area.name.label("ward"), as_geojson(Asset.geom).label("geometry"))
+                Asset.synthetic, Area.name.label("ward"), _geojson(Asset.geom, srid).label("geometry"))
          .outerjoin(Area, Area.id == Asset.ward_id).where(Asset.layer_id == layer.id))
     return q, Asset.geom, Asset.external_ref, Asset.id, lambda r: _asset_feature(info.id, r)
 
 
 def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox, when: Interval | None,
-          limit: int, offset: int) -> tuple[list[dict], int]:
-    """A page of features (ordered by internal id, so paging is stable) and how many match."""
-    q, geom, _, order, to_feature = _query(session, who, info)
+          limit: int, offset: int, srid: int = WGS84, bbox_srid: int = WGS84) -> tuple[list[dict], int]:
+    """A page of features (ordered by internal id, so paging is stable) and how many match; geometry in
+    `srid`, the bbox in `bbox_srid`."""
+    q, geom, _, order, to_feature = _query(session, who, info, srid)
     if bbox is not None:
-        env = _envelope(bbox, info.bbox, get_settings().srid)
-        if env is None:
-            return [], 0
+        storage = get_settings().srid
+        if bbox_srid == WGS84:
+            env = _envelope(bbox, info.bbox, storage)
+            if env is None:
+                return [], 0
+        else:  # already in the storage CRS (the only other one offered): no projection to go wrong
+            env = func.ST_MakeEnvelope(*bbox, storage)
         q = q.where(func.ST_Intersects(geom, env))
     if when is not None and info.id == JOBS:  # other collections have no time: datetime is ignored there
         if when.start is not None:
@@ -182,9 +202,9 @@ def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox
     return [to_feature(r) for r in rows], matched
 
 
-def one(session: Session, who: Principal | None, info: CollectionInfo, feature_id: str) -> dict:
-    """One feature by its id (asset ref, job reference or ward code), or 404."""
-    q, _, id_col, order, to_feature = _query(session, who, info)
+def one(session: Session, who: Principal | None, info: CollectionInfo, feature_id: str, srid: int = WGS84) -> dict:
+    """One feature by its id (asset ref, job reference or ward code), or 404; geometry in `srid`."""
+    q, _, id_col, order, to_feature = _query(session, who, info, srid)
     row = session.execute(q.where(id_col == feature_id).order_by(order).limit(1)).first()
     if row is None:
         raise OgcError(404, "NotFound", f"no feature {feature_id[:64]!r} in {info.id}")
@@ -209,4 +229,6 @@ def _job_feature(row) -> dict:
     lon, lat = s.pop("lon"), s.pop("lat")
     props = {**s, "asset_layer": asset.get("layer"), "asset_ref": asset.get("ref"),
              "assignee_kind": assignee.get("kind"), "assignee": assignee.get("title")}
-    return feature(s["reference"], {"type": "Point", "coordinates": [lon, lat]}, props)
+    projected = row._mapping.get("geometry")  # only when another CRS than CRS84 was asked for
+    geometry = json.loads(projected) if projected else {"type": "Point", "coordinates": [lon, lat]}
+    return feature(s["reference"], geometry, props)

@@ -105,7 +105,8 @@ DOCUMENT = [
     ("/open311/v2/services.{fmt}", "get", "200", "text/xml"),
     ("/open311/v2/requests.{fmt}", "post", "403", "application/json"),
     ("/ogc/collections/{collection_id}/items", "get", "200", "application/geo+json"),
-    ("/ogc/collections/{collection_id}/items", "get", "400", "application/json"),
+    # OGC errors are problem documents carrying OGC's code and description too (one format for the API).
+    ("/ogc/collections/{collection_id}/items", "get", "400", "application/problem+json"),
     ("/api/v1/contractors/{name}/webhook", "post", "404", "application/json"),
     # `make fuzz`: a feature id starting with a newline matches no route: the app's problem+json 404.
     ("/ogc/collections/{collection_id}/items/{feature_id}", "get", "404", "application/problem+json"),
@@ -115,6 +116,7 @@ DOCUMENT = [
 def test_an_unroutable_feature_id_is_the_declared_problem_404(client):
     r = client.get("/ogc/collections/street_lights/items/%0A%3F%C3%9C%18p%F2%A0%84%B8%C2%A9T?f=geojson")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "NotFound"  # the same body as the OGC router's own 404s
 
 
 @pytest.mark.parametrize("path,method,status,media", DOCUMENT, ids=[f"{m} {p} {s}" for p, m, s, _ in DOCUMENT])

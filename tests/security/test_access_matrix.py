@@ -71,6 +71,16 @@ TABLE: dict[str, tuple[int, ...]] = {
     "GET /ogc/collections/{collection_id}":              (401, 403, 200, 200, 200, 200, 200, 200, 401, 401),
     "GET /ogc/collections/{collection_id}/items":        (401, 403, 200, 200, 200, 200, 200, 200, 401, 401),
     "GET /ogc/collections/{collection_id}/items/{feature_id}": (401, 403, 404, 200, 200, 200, 404, 200, 401, 401),
+    # HEAD on every OGC GET path: the GET's status and headers, no body.
+    "GET /ogc/":                                         (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "HEAD /ogc":                                         (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "HEAD /ogc/":                                        (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "HEAD /ogc/conformance":                             (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "HEAD /ogc/api":                                     (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "HEAD /ogc/collections":                             (200, 200, 200, 200, 200, 200, 200, 200, 401, 401),
+    "HEAD /ogc/collections/{collection_id}":             (401, 403, 200, 200, 200, 200, 200, 200, 401, 401),
+    "HEAD /ogc/collections/{collection_id}/items":       (401, 403, 200, 200, 200, 200, 200, 200, 401, 401),
+    "HEAD /ogc/collections/{collection_id}/items/{feature_id}": (401, 403, 404, 200, 200, 200, 404, 200, 401, 401),
     "GET /api/v1/contact-centre/me":                     (401, 403, 403, 200, 200, 403, 403, 200, 401, 401),
     "GET /api/v1/contact-centre/options":                (401, 403, 403, 200, 200, 403, 403, 200, 401, 401),
     "GET /api/v1/contact-centre/find":                   (401, 403, 403, 200, 200, 403, 403, 200, 401, 401),
@@ -170,14 +180,15 @@ def request_for(key: str, w: World, token: str | None) -> dict:
 
 
 def app_routes(app) -> set[str]:
-    """Every route of the app as 'METHOD path' (HEAD, which Starlette adds to GET, left out)."""
+    """Every route of the app as 'METHOD path' (HEAD, which Starlette adds to GET, left out; a route declared
+    for HEAD alone is in)."""
     out = set()
     for ctx in iter_route_contexts(app.routes):
         path = ctx.path_format or ctx.path
         methods = ctx.methods or {"GET"}  # a mount serves GET
         if not ctx.methods and not path.endswith("{path}"):
             path = path.rstrip("/") + "/{path}"
-        out |= {f"{m} {path}" for m in methods if m != "HEAD"}
+        out |= {f"{m} {path}" for m in methods if m != "HEAD" or "GET" not in methods}
     return out
 
 

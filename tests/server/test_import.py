@@ -274,6 +274,27 @@ def test_csv_rows_without_location_are_counted_and_bad_text_is_fatal(engine, tmp
     assert _layer_count(engine, TMP_LAYER) == 2
 
 
+def _line(i, *coords, multi=False):
+    geometry = {"type": "MultiLineString", "coordinates": list(coords)} if multi else \
+        {"type": "LineString", "coordinates": list(coords)}
+    return {"type": "Feature", "properties": {"id": i}, "geometry": geometry}
+
+
+def test_zero_length_lines_are_dropped_and_repeated_points_removed_and_counted(engine, tmp_source, tmp_path):
+    a, b, c = [-2.3590, 51.3811], [-2.3580, 51.3815], [-2.3570, 51.3820]
+    m = tmp_source(_fc(_line(1, a, b), _line(2, a, a), _line(3, a, a, b, b, c), _line(4, [a, a], [b, c], multi=True),
+                       _line(5, [a, a], [b, b], multi=True)), geometry="line")
+    (s,) = import_all(manifest=m, data_dir=tmp_path, console=QUIET, force=True)
+    assert (s.rows_read, s.imported, s.zero_length_dropped) == (5, 3, 2)
+    assert s.zero_length_examples == ["feature 2", "feature 5"]
+    assert s.repaired == 2 and [e.split()[-1] for e in s.repaired_examples] == ["(3)", "(4)"]
+    rows = dict(_rows(engine, "SELECT external_ref, ST_NPoints(geom) FROM assets WHERE layer_id = "
+                              "(SELECT id FROM asset_layers WHERE name = :n) AND ST_Length(geom) > 0", n=TMP_LAYER))
+    assert rows == {"1": 2, "3": 3, "4": 2}  # every stored line has a length; no repeated point is left
+    run = _one(engine, "SELECT summary FROM import_runs WHERE entry = 'tmp_entry' ORDER BY id DESC LIMIT 1")[0]
+    assert run["zero_length_dropped"] == 2
+
+
 def test_on_error_continue_goes_on_and_stop_raises(engine, tmp_source, tmp_path):
     (tmp_path / "good.geojson").write_text(_fc(_pt(1)))
     base = {"kind": "asset_layer", "id": {"field": "id"}, "name": "{id}"}

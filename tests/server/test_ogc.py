@@ -21,7 +21,8 @@ from tests.conftest import auth
 
 CONFORMANCE = {"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
                "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30"}
+               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+               "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs"}
 
 
 def light(db, n: int = 0) -> tuple[str, float, float]:
@@ -68,7 +69,8 @@ def test_collections_are_layers_and_wards_publicly_and_jobs_for_staff(client, db
     sl = anon["street_lights"]
     [bbox] = sl["extent"]["spatial"]["bbox"]
     assert -3 < bbox[0] < bbox[2] < -2 and 51 < bbox[1] < bbox[3] < 52  # B&NES, in CRS84 order
-    assert sl["crs"] == ["http://www.opengis.net/def/crs/OGC/1.3/CRS84"]
+    assert sl["crs"] == ["http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/27700"]
+    assert sl["storageCrs"] == "http://www.opengis.net/def/crs/EPSG/0/27700"
     assert rel(sl, "items")["type"] == "application/geo+json"
     staff = {c["id"]: c for c in client.get("/ogc/collections", headers=auth(tokens["advisor"])).json()["collections"]}
     assert "jobs" in staff and staff["jobs"]["extent"]["temporal"]["interval"][0][1] is None
