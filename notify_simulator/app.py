@@ -93,31 +93,44 @@ def _public(msg: dict) -> dict:
     return out
 
 
+async def _deliver_receipt(sim: NotifySim, client: httpx.AsyncClient, msg: dict) -> None:
+    """One message's receipt, retried with backoff until answered 2xx (as Notify retries a callback)."""
+    await asyncio.sleep(sim.settings.receipt_delay_seconds)
+    if msg["status"] == "created":
+        msg["status"] = sim.outcomes.get(msg["to"], "delivered")
+        msg["sent_at"] = msg["completed_at"] = _now()
+    if not sim.settings.receipt_url:
+        return
+    delay = 0.2
+    for _ in range(60):
+        answer = None
+        with contextlib.suppress(httpx.HTTPError):
+            r = await client.post(sim.settings.receipt_url, json=sim.receipt(msg),
+                                  headers={"Authorization": f"Bearer {sim.settings.callback_token}"})
+            answer = r.status_code
+        sim.callbacks.append({"id": msg["id"], "status": msg["status"], "answer": answer})
+        if answer is not None and 200 <= answer < 300:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 async def _send_receipts(sim: NotifySim) -> None:
+    # Each receipt on its own task: one callback that keeps failing does not hold back the others.
+    pending: set[asyncio.Task] = set()
     async with httpx.AsyncClient(timeout=5) as client:
-        while True:
-            msg_id = await sim.queue.get()
-            msg = sim.by_id(msg_id)
-            if msg is None:
-                continue
-            await asyncio.sleep(sim.settings.receipt_delay_seconds)
-            if msg["status"] == "created":
-                msg["status"] = sim.outcomes.get(msg["to"], "delivered")
-                msg["sent_at"] = msg["completed_at"] = _now()
-            if not sim.settings.receipt_url:
-                continue
-            delay = 0.2
-            for _ in range(60):  # Notify retries a failed callback; so do we, with backoff
-                answer = None
-                with contextlib.suppress(httpx.HTTPError):
-                    r = await client.post(sim.settings.receipt_url, json=sim.receipt(msg),
-                                          headers={"Authorization": f"Bearer {sim.settings.callback_token}"})
-                    answer = r.status_code
-                sim.callbacks.append({"id": msg["id"], "status": msg["status"], "answer": answer})
-                if answer is not None and 200 <= answer < 300:
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            while True:
+                msg_id = await sim.queue.get()
+                msg = sim.by_id(msg_id)
+                if msg is None:
+                    continue
+                task = asyncio.create_task(_deliver_receipt(sim, client, msg))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        finally:
+            for task in pending:
+                task.cancel()
 
 
 def create_app(settings: NotifySimSettings) -> FastAPI:
