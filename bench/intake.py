@@ -382,18 +382,19 @@ class Phase:
 
 
 def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, connections: int, threads: int,
-            observed_at: str, log: Path, name: str, app_pid: int, engine=None) -> Phase:
+            observed_at: str, log: Path, name: str, app_pid: int, engine=None, extra: str = "") -> Phase:
     """Drive base+path with wrk + post_reports.lua; parse the WRKJSON line its done() prints; account CPU."""
     prefix = f"{random.getrandbits(32):08x}"
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(LUA), base,
-           "--", str(coords), path, token or "-", prefix, observed_at]
+           "--", str(coords), path, token or "-", prefix, observed_at, *([extra] if extra else [])]
     db0 = db_snapshot(engine) if engine is not None else None
     before = cpu_snapshot(app_pid)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     after = cpu_snapshot(app_pid)
     db1 = db_snapshot(engine) if engine is not None else None
     with open(log, "a") as fh:
-        fh.write(f"\n### {name}: {shlex.join(cmd[:-3] + ['<token>'] + cmd[-2:])}\n{proc.stdout}{proc.stderr}")
+        shown = [("<token>" if a == token and token else a) for a in cmd]
+        fh.write(f"\n### {name}: {shlex.join(shown)}\n{proc.stdout}{proc.stderr}")
     match = re.search(r"^WRKJSON (.*)$", proc.stdout, re.M)
     if proc.returncode != 0 or not match:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")

@@ -1,10 +1,11 @@
 -- wrk script: POST street-light fault reports at precomputed points, each with a unique client_id.
 --
---   wrk -t2 -c16 -d30s -s bench/post_reports.lua URL -- COORDS PATH TOKEN PREFIX OBSERVED_AT
+--   wrk -t2 -c16 -d30s -s bench/post_reports.lua URL -- COORDS PATH TOKEN PREFIX OBSERVED_AT [EXTRA]
 --
 -- COORDS: a text file of "lat lon" lines (written by bench/intake.py); PATH: the endpoint path;
 -- TOKEN: a bearer token, or "-" for none; PREFIX: 8 hex digits, fresh for every phase so client_ids
--- never repeat across phases; OBSERVED_AT: an ISO 8601 time fixed at the start of the run.
+-- never repeat across phases; OBSERVED_AT: an ISO 8601 time fixed at the start of the run; EXTRA (optional):
+-- members added verbatim to every body, e.g. ,"contact":{...} (bench/notify_cost.py).
 -- done() prints one line "WRKJSON {...}" with counts and latency percentiles (microseconds).
 
 local threads = {}
@@ -18,6 +19,7 @@ end
 
 function init(args)
   coords_file, path, token, prefix, observed_at = args[1], args[2], args[3], args[4], args[5]
+  extra = args[6] or ""
   lats, lons = {}, {}
   for line in io.lines(coords_file) do
     local a, b = line:match("^(%S+)%s+(%S+)$")
@@ -38,8 +40,8 @@ function request()
   -- UUID: PREFIX-tttt-4000-8000-nnnnnnnnnnnn (thread, per-thread counter): unique within the phase.
   local body = string.format(
     '{"client_id":"%s-%04x-4000-8000-%012x","category":"street_light","lat":%s,"lon":%s,' ..
-    '"accuracy_m":5,"observed_at":"%s","answers":{"fault":"out"}}',
-    prefix, tid, sent, lats[i], lons[i], observed_at)
+    '"accuracy_m":5,"observed_at":"%s","answers":{"fault":"out"}%s}',
+    prefix, tid, sent, lats[i], lons[i], observed_at, extra)
   return wrk.format("POST", path, headers, body)
 end
 

@@ -25,22 +25,35 @@ from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
 DESTINATION = "notify"  # notify:email and notify:sms: separate queues, so a text held overnight holds no email
 _REFERENCE = re.compile(r"\b[JR]-\d{6}\b")
 
+# One round trip for a report that carries a contact: the contact, a repeat-contact chaser when the same
+# person (same email or phone) already reported this job, the "received" messages and the worker's wake-up.
 _STORE = text("""
     WITH r AS (SELECT id, job_id, category_code FROM reports WHERE reference = :reference),
          c AS (INSERT INTO reporter_contacts (report_id, channel, first_name, last_name, email, phone, notify,
                                               consent_at, unsubscribe_token)
                SELECT r.id, :channel, :first_name, :last_name, :email, :phone, :notify,
                       CASE WHEN :consent THEN now() END, :token FROM r
-               RETURNING id)
-    SELECT c.id AS contact_id, r.job_id, r.category_code FROM c, r
-""")
-# The same person reporting a job again (same email or phone on another report of it) is chasing it.
-_REPEAT = text("""
-    INSERT INTO chasers (job_id, category_code, channel, kind, actor)
-    SELECT :job_id, :category, :channel, 'repeat_report', :actor
-     WHERE EXISTS (SELECT 1 FROM reporter_contacts c JOIN reports r ON r.id = c.report_id
-                    WHERE r.job_id = :job_id AND c.id <> :contact_id AND c.erased_at IS NULL
-                      AND (lower(c.email) = lower(:email) OR c.phone = :phone))
+               RETURNING id),
+         chaser AS (INSERT INTO chasers (job_id, category_code, channel, kind, actor)
+               SELECT r.job_id, r.category_code, :channel, 'repeat_report', :actor FROM r
+                WHERE :attached AND EXISTS (
+                      SELECT 1 FROM reporter_contacts o JOIN reports p ON p.id = o.report_id
+                       WHERE p.job_id = r.job_id AND o.erased_at IS NULL
+                         AND (lower(o.email) = lower(:email) OR o.phone = :phone))),
+         m AS (INSERT INTO outbox_messages (destination, topic, job_id, idempotency_key, next_attempt_at, payload,
+                                            state, attempts)
+               SELECT 'notify:' || k.kind, 'received', r.job_id, 'notify:received:' || :reference || ':' || k.kind,
+                      CASE k.kind WHEN 'sms' THEN CAST(:sms_due AS timestamptz) ELSE now() END,
+                      jsonb_build_object('contact_id', c.id, 'report', CAST(:reference AS text),
+                                         'template', 'received', 'kind', k.kind),
+                      'pending', 0
+                 FROM r, c, unnest(CAST(:kinds AS text[])) WITH ORDINALITY AS k(kind, n)
+                ORDER BY k.n
+               ON CONFLICT (idempotency_key) DO NOTHING
+               RETURNING 1)
+    SELECT c.id AS contact_id,
+           (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') WHERE EXISTS (SELECT 1 FROM m))::text AS woke
+      FROM c
 """)
 # The job's own reporters, and those of jobs closed as its duplicates (who follow it).
 _AUDIENCE = text("""
@@ -67,17 +80,16 @@ def kinds_of(notify: str) -> tuple[str, ...]:
 
 def store_contact(session: Session, answer: dict, contact: ContactIn, channel: str, actor: str) -> int:
     """Keep the contact of the report just written and queue its "received" messages; returns its id."""
+    kinds = list(contact.kinds())
+    s = get_settings()
+    sms_due = (quiet.next_allowed(datetime.now(timezone.utc), s.notify_quiet_start, s.notify_quiet_end, s.timezone)
+               if "sms" in kinds else None)
     row = session.execute(_STORE, {
         "reference": answer["reference"], "channel": channel, "first_name": contact.first_name,
         "last_name": contact.last_name, "email": contact.email, "phone": contact.phone, "notify": contact.notify,
-        "consent": contact.consent, "token": secrets.token_urlsafe(24)}).one()
-    if answer["job"].get("attached") and (contact.email or contact.phone):
-        session.execute(_REPEAT, {"job_id": row.job_id, "category": row.category_code, "channel": channel,
-                                  "actor": actor, "contact_id": row.contact_id, "email": contact.email or "",
-                                  "phone": contact.phone or ""})
-    rows = [_message(row.job_id, row.contact_id, answer["reference"], "received", kind,
-                     f"notify:received:{answer['reference']}:{kind}", {}) for kind in contact.kinds()]
-    _enqueue(session, rows)
+        "consent": contact.consent, "token": secrets.token_urlsafe(24), "actor": actor,
+        "attached": bool(answer["job"].get("attached") and (contact.email or contact.phone)),
+        "kinds": kinds, "sms_due": sms_due}).one()
     return row.contact_id
 
 

@@ -1,0 +1,177 @@
+"""What notifying the reporter adds to the intake: POST /api/v1/reports with and without a reporter's contact.
+
+    .venv/bin/python -m bench.notify_cost run --assets 1000000 --duration 20 --connections 16
+
+The same API, database and wrk script (bench/post_reports.lua) as bench/intake.py; the only difference
+between the two phases is the body's `contact` (an email and a mobile, updates by both, consent given),
+which makes the intake store the contact apart from the report and queue one "received" email and one
+text per report through the outbox. Rounds alternate which phase goes first. The goal (issue 14):
+notifications add at most 5 % to the intake's cost, read as the pooled throughput ratio
+(with contact / without) ≥ 0.95, with CPU per request (API + PostgreSQL) beside it.
+The section "Notifications' cost to the intake" in bench/RESULTS.md is replaced by this run's.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench import intake as B
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True)
+console = Console()
+HEADING = "## Notifications' cost to the intake (issue 14)"
+CONTACT = {"first_name": "Bench", "email": "bench.reporter@example.org", "phone": "07700900123",
+           "notify": "both", "consent": True}
+
+
+@cli.callback()
+def _main() -> None:
+    """Notifications' share of the intake's cost."""
+
+
+def _database(name: str, assets: int, seed: int, reuse: bool):
+    """The bench database with N scale points: reused when it already has them, else built afresh."""
+    url = B._pg("url", name)
+    env = B._cli_env(url)
+    if reuse:
+        try:
+            engine = B._engine(url)
+            if B._bench_count(engine) == assets:
+                for step in ("migrate", "seed"):
+                    subprocess.run([sys.executable, "-m", "server.cli", step], cwd=B.ROOT, env=env, check=True,
+                                   capture_output=True)
+                return url, env, engine
+            engine.dispose()
+        except Exception:  # no such database yet: build it
+            pass
+    B._pg("createdb", name)
+    done = subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=B.ROOT, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        console.print(done.stderr[-3000:], markup=False, highlight=False)
+        raise typer.Exit(1)
+    engine = B._engine(url)
+    from server.config import get_settings
+
+    B.load_assets(engine, assets, seed, get_settings().srid)
+    return url, env, engine
+
+
+def _queued(engine, since: datetime) -> dict[str, int]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT destination, count(*) FROM outbox_messages WHERE created_at >= :t "
+                                 "AND destination LIKE 'notify:%' GROUP BY destination"), {"t": since}).all()
+    return {d: n for d, n in rows}
+
+
+def _section(command: str, info: dict, cfg: dict, rows: list[tuple[int, B.Phase, B.Phase]], queued: dict) -> str:
+    def pooled(ps):
+        return sum(p.requests for p in ps) / sum(p.raw["duration_us"] / 1e6 for p in ps)
+
+    def cpu(ps):
+        n = sum(p.requests for p in ps)
+        return sum((p.cpu["app_ms"] + p.cpu["db_ms"]) * p.requests for p in ps) / n if n else 0.0
+
+    plain, withc = [r[1] for r in rows], [r[2] for r in rows]
+    ratio = pooled(withc) / pooled(plain)
+    cost = cpu(withc) / cpu(plain) if cpu(plain) else 0.0
+    lines = [HEADING, "",
+             f"- Command: `{command}` ({cfg['started']:%Y-%m-%d %H:%M %Z}); code {B.code_state()}",
+             f"- Machine: {info['nproc']} CPUs, PostgreSQL {info['postgresql']}, PostGIS {info['postgis']}; "
+             f"{cfg['assets']:,} scale lamp columns; wrk {cfg['connections']} connections, {cfg['duration']} s per "
+             f"phase, {cfg['workers']} uvicorn worker(s), {len(rows)} alternating rounds",
+             f"- Contact phase queued {queued.get('notify:email', 0):,} emails and {queued.get('notify:sms', 0):,} "
+             f"texts (one each per report); the plain phase none", "",
+             "| round | without contact req/s | p99 ms | with contact req/s | p99 ms | CPU ms/req without → with |",
+             "|---:|---:|---:|---:|---:|---|"]
+    for rnd, a, b in rows:
+        lines.append(f"| {rnd} | {a.rps:,.0f} | {a.p99:.1f} | {b.rps:,.0f} | {b.p99:.1f} | "
+                     f"{a.cpu['app_ms'] + a.cpu['db_ms']:.2f} → {b.cpu['app_ms'] + b.cpu['db_ms']:.2f} |")
+    verdict = "met" if ratio >= 0.95 else "**not met**"
+    lines += ["", f"**Throughput with contact / without: {ratio:.3f}** (notifications add "
+              f"{(1 / ratio - 1) * 100:+.1f} % to the time per report; goal ≤ 5 %: {verdict}); "
+              f"CPU per report (API + PostgreSQL) with / without: {cost:.3f}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _record(section: str) -> None:
+    text = B.RESULTS.read_text() if B.RESULTS.exists() else "# Benchmark results\n\n"
+    pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    B.RESULTS.write_text(text)
+
+
+@cli.command()
+def run(
+    assets: Annotated[int, typer.Option(help="synthetic lamp columns on street_lights", min=1)] = 1_000_000,
+    duration: Annotated[int, typer.Option(help="seconds measured per phase", min=1)] = 20,
+    connections: Annotated[int, typer.Option(help="concurrent wrk connections", min=1)] = 16,
+    workers: Annotated[int, typer.Option(help="uvicorn workers", min=1)] = 2,
+    rounds: Annotated[int, typer.Option(help="rounds, alternating which phase goes first", min=1)] = 4,
+    warmup: Annotated[int, typer.Option(help="warm-up seconds per phase", min=0)] = 5,
+    database: Annotated[str, typer.Option(help="bench database (shared with bench.intake)")] = "kerbside_bench",
+    reuse: Annotated[bool, typer.Option("--reuse/--fresh", help="reuse the database if it has the assets")] = True,
+    quiet_wait: Annotated[int, typer.Option(help="most seconds to wait for a quiet machine before a phase",
+                                            min=0)] = 180,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="write the section in RESULTS.md")] = True,
+) -> None:
+    """Measure the intake with and without a reporter's contact, side by side in one run."""
+    started = datetime.now(timezone.utc)
+    command = ".venv/bin/python -m bench.notify_cost " + shlex.join(sys.argv[1:])
+    B.WORK.mkdir(parents=True, exist_ok=True)
+    B._pg("start")
+    url, env, engine = _database(database, assets, 1, reuse)
+    coords = B.WORK / "points-notify.txt"
+    B.sample_points(engine, 20_000, 1, coords)
+    token = subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", "advisor", "--name",
+                            "bench-notify"], cwd=B.ROOT, env=env, check=True, capture_output=True,
+                           text=True).stdout.strip()
+    observed_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    log = B.WORK / f"notify-{datetime.now():%Y%m%d-%H%M%S}.log"
+    kw = dict(duration=duration, connections=connections, threads=2, observed_at=observed_at, log=log)
+    extras = {"plain": "", "contact": ',"contact":' + json.dumps(CONTACT, separators=(",", ":"))}
+    rows, queued = [], {}
+    for rnd in range(1, rounds + 1):
+        measured = {}
+        for name in (("plain", "contact") if rnd % 2 else ("contact", "plain")):
+            B.wait_quiet(max_wait=quiet_wait)
+            with B.server(B.INTAKE_APP, workers, env, log) as (base, pid):
+                if warmup:
+                    B.run_wrk(base, "/api/v1/reports", token, coords, **{**kw, "duration": warmup},
+                              name=f"{name}-warmup", app_pid=pid, extra=extras[name])
+                    time.sleep(1)
+                t0 = datetime.now(timezone.utc)
+                measured[name] = p = B.run_wrk(base, "/api/v1/reports", token, coords, **kw, name=name,
+                                               app_pid=pid, engine=engine, extra=extras[name])
+                if name == "contact":
+                    for k, v in _queued(engine, t0).items():
+                        queued[k] = queued.get(k, 0) + v
+            console.print(f"round {rnd} {name:8} {p.rps:,.0f} req/s  p99 {p.p99:.1f} ms  errors {p.errors}  "
+                          f"CPU/req app {p.cpu['app_ms']:.2f} ms, PostgreSQL {p.cpu['db_ms']:.2f} ms")
+        rows.append((rnd, measured["plain"], measured["contact"]))
+    if any(not (a.valid and b.valid) for _, a, b in rows):
+        console.print(f"[bold red]some responses were not 2xx: not a valid result[/] (see {log})")
+        raise typer.Exit(1)
+    section = _section(command, B.machine_info(engine), {"started": started.astimezone(), "assets": assets,
+                                                         "connections": connections, "duration": duration,
+                                                         "workers": workers}, rows, queued)
+    console.print(section, markup=False, highlight=False)
+    if record:
+        _record(section)
+        console.print(f"written to {B.RESULTS.relative_to(B.ROOT)}")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    cli()
