@@ -47,17 +47,16 @@ def _required(fields: dict[str, list[str]], name: str) -> str:
 
 
 def _job_and_report(session: Session, service_request_id: str) -> tuple[Job, str | None]:
+    """The job (locked) of a report reference (what POST requests answered) or of a job reference; else 404."""
     ref = service_request_id.strip().upper()[:40]
-    if ref.startswith("J-"):
-        job = session.scalars(select(Job).where(Job.reference == ref).with_for_update(of=Job)).first()
-        report = None
-    else:
-        job = session.scalars(select(Job).join(Report, Report.job_id == Job.id)
-                              .where(Report.reference == ref).with_for_update(of=Job)).first()
-        report = ref
+    job = session.scalars(select(Job).join(Report, Report.job_id == Job.id)
+                          .where(Report.reference == ref).with_for_update(of=Job)).first()
+    if job is not None:
+        return job, ref
+    job = session.scalars(select(Job).where(Job.reference == ref).with_for_update()).first()
     if job is None:
         raise Open311Error(404, f"service_request_id {service_request_id[:40]!r} not found")
-    return job, report
+    return job, None
 
 
 def _fingerprint(fields: dict[str, list[str]]) -> str:
