@@ -85,10 +85,10 @@ def post(session: Session, who: Principal, fields: dict[str, list[str]]) -> docu
     if status not in STATUSES:
         raise bad(f"status {status.upper()!r} is not one of {', '.join(s.upper() for s in STATUSES)}")
     occurred = parse_time("updated_datetime", _required(fields, "updated_datetime"), get_settings().timezone)
+    # A blank update (a body with "Permit blank updates": a resident only re-opening or marking fixed) is still
+    # a contact about the job; it is taken, never applied.
     note = one(fields, "description") or ""
     photos = media_urls(fields)
-    if not note and not photos:
-        raise bad("description is required (or media_url for a photo alone)")
     if len(note) > NOTE_MAX:
         raise bad(f"description must be at most {NOTE_MAX} characters")
     request_id = _required(fields, "service_request_id")

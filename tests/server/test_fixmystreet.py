@@ -330,12 +330,14 @@ def test_a_citizen_update_is_a_comment_forwarded_to_the_contractor_and_never_a_s
     # The same update_id with other words is a conflict, in GeoReport's <errors>.
     clash = fms.post_service_request_update(request_id, 88001, "Something else")
     assert clash.status_code == 409 and simple(clash.content)["error"][0]["code"] == "409"
-    # A resident's CLOSED (FixMyStreet marks its own report fixed) does not close our job either.
+    # A resident's CLOSED (FixMyStreet marks its own report fixed), even a blank one ("Permit blank updates"),
+    # does not close our job either; each is still a contact about it.
     closed = fms.post_service_request_update(request_id, 88002, "Looks fixed now", status="CLOSED")
-    assert closed.status_code == 200
+    blank = fms.post_service_request_update(request_id, 88003, "", status="FIXED")
+    assert closed.status_code == 200 and blank.status_code == 200, blank.text
     db.refresh(job)
     assert job.status == "sent"
-    assert db.scalar(select(func.count()).select_from(Chaser).where(Chaser.job_id == job.id)) == chasers + 2
+    assert db.scalar(select(func.count()).select_from(Chaser).where(Chaser.job_id == job.id)) == chasers + 3
 
 
 def test_a_contractor_key_cannot_move_a_job_with_a_residents_comment(fms, client, db):
