@@ -1,7 +1,7 @@
 """Contractor adapters: how Kerbside talks to outside organisations that do the work.
 
 Importable without `server/` (a test checks it). The server's outbox worker calls
-`registry.get_adapter(contractor.adapter, contractor.config)` and then `submit` / `cancel`;
+`registry.get_adapter(contractor.adapter, contractor.config)` and then `submit` / `cancel` / `add_note`;
 its inbound path calls `parse_webhook` (push) or `fetch_updates` (poll) and feeds every
 `StatusUpdate` through one deduplicating path keyed on `update_id`.
 """
@@ -9,6 +9,7 @@ from contractors.base import (
     OUR_STATUSES,
     ContractorAdapter,
     ContractorError,
+    ContractorNote,
     PayloadError,
     StatusMapError,
     StatusUpdate,
@@ -20,6 +21,6 @@ from contractors.registry import get_adapter
 from contractors.signing import SignatureError
 
 __all__ = [
-    "OUR_STATUSES", "ContractorAdapter", "ContractorError", "PayloadError", "SignatureError", "StatusMapError",
+    "OUR_STATUSES", "ContractorAdapter", "ContractorError", "ContractorNote", "PayloadError", "SignatureError", "StatusMapError",
     "StatusUpdate", "SubmitResult", "UpdateBatch", "WorkOrder", "get_adapter",
 ]

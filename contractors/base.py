@@ -156,6 +156,15 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class ContractorNote:
+    """A comment on an order (a resident's Open311 update), passed on without changing its status."""
+
+    update_id: str  # stable per comment: a repeat is the same note
+    text: str
+    media_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class UpdateBatch:
     """Updates since a cursor, oldest first, and the cursor to store once they are recorded."""
 
@@ -211,6 +220,11 @@ class ContractorAdapter(ABC):
     @abstractmethod
     def fetch_updates(self, cursor: str | None) -> UpdateBatch:
         """Updates after `cursor` (None: from the start of what the contractor offers), oldest first."""
+
+    def add_note(self, contractor_ref: str, note: ContractorNote) -> bool:
+        """Pass a comment on an order (a resident's update) to the contractor; False if it has no way to take
+        one (the comment stays on our timeline). Safe to repeat with the same note.update_id."""
+        return False
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[StatusUpdate]:
         """Verify a pushed request and read its updates; raises SignatureError or PayloadError."""

@@ -138,10 +138,11 @@ def simulator_env(contractor: str = typer.Argument(..., help="contractor name, e
 
 @token_app.command("create")
 def token_create(
-    role: str = typer.Option(..., help="field_worker, crew, advisor, supervisor, contractor or admin"),
+    role: str = typer.Option(..., help="field_worker, crew, advisor, supervisor, contractor, admin or open311_client"),
     contractor: Optional[str] = typer.Option(None, help="contractor name (contractor tokens)"),
     crew: Optional[str] = typer.Option(None, help="crew name (crew tokens)"),
-    name: Optional[str] = typer.Option(None, help="a label for the token"),
+    name: Optional[str] = typer.Option(None, help="a label for the token; for open311_client the client's name "
+                                                 "(e.g. fixmystreet), which owns its requests"),
 ) -> None:
     """Create a token and print it (only the token) on stdout."""
     from server.auth.tokens import create_token

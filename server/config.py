@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     contractor_poll_seconds: float = Field(15.0, gt=0)
     # Open311 GeoReport v2: the one jurisdiction served (a request naming another is a 404).
     open311_jurisdiction_id: str = "bathnes.gov.uk"
+    # A POST requests without an external id (attribute[fixmystreet_id]) that repeats, field for field and
+    # photo for photo, one the same client sent within this many hours answers the original (a re-send).
+    open311_resend_window_hours: float = Field(24.0, ge=0, le=24 * 30)
     # OGC API Features: asset layers and wards readable without a token (jobs always need one).
     ogc_public_assets: bool = True
     # CORS (server/cors.py): origins (scheme://host[:port], comma-separated, or *) whose pages may read the

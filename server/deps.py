@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from server.auth import throttle
+from server.auth.models import OPEN311_CLIENT
 from server.auth.tokens import LOOKUP_JSON, hash_token, live, verify
 from server.db import get_session
 from server.errors import Forbidden, Unauthorized, Unprocessable
@@ -45,6 +46,8 @@ def principal_from(row) -> Principal:
     """The Principal of a live token row (tokens.verify / tokens.live), or 401 when there is none."""
     if row is None:
         raise Unauthorized("the token is unknown, revoked or expired", fields=["Authorization"], headers=CHALLENGE)
+    if row.role == OPEN311_CLIENT:  # a front end's key speaks GeoReport only: never the staff or contractor API
+        raise Forbidden("an open311_client token is an api_key for /open311/v2 only")
     return Principal(row.id, row.name, row.role, row.contractor_id, row.crew_id)
 
 

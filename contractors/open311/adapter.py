@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from contractors.base import ContractorAdapter, ContractorError, PayloadError, SubmitResult, UpdateBatch, WorkOrder
+from contractors.base import (ContractorAdapter, ContractorError, ContractorNote, PayloadError, SubmitResult,
+                             UpdateBatch, WorkOrder)
 from contractors.open311 import mapping
 from contractors.open311.client import Open311Client
 from contractors.open311.config import Open311Config
@@ -59,6 +60,20 @@ class Open311Adapter(ContractorAdapter):
             ("description", f"Cancelled by the council: {reason}"),
             ("email", self.config.email),
         ])
+
+    def add_note(self, contractor_ref: str, note: ContractorNote) -> bool:
+        """The comment as a servicerequestupdates POST with status OPEN (FixMyStreet's shape for a comment)."""
+        form = [
+            ("service_request_id", contractor_ref),
+            ("update_id", note.update_id),
+            ("updated_datetime", datetime.now(timezone.utc).replace(microsecond=0).isoformat()),
+            ("status", "OPEN"),
+            ("description", (note.text or "(photo)")[: mapping.DESCRIPTION_MAX]),
+            ("email", self.config.email),
+            *(("media_url", url) for url in note.media_urls),
+        ]
+        self.client.post_update(form)
+        return True
 
     def fetch_updates(self, cursor: str | None) -> UpdateBatch:
         """Updates since the cursor's time, minus those already seen at exactly that time."""

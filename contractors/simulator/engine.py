@@ -92,6 +92,7 @@ class Order:
     last_change: float = 0.0  # monotonic seconds, for timed progress
     cancel_reason: str | None = None
     history: list[Update] = field(default_factory=list)
+    comments: dict[str, dict] = field(default_factory=dict)  # the council's comments (Open311 OPEN updates) by update_id
 
     @property
     def finished(self) -> bool:
@@ -102,7 +103,8 @@ class Order:
         """For GET /orders/{ref} and the control state."""
         return {"reference": self.ref, "kind": self.kind, "status": self.status, "idempotency_key": self.key,
                 "client_reference": self.job_reference, "created_at": self.created_at.isoformat(),
-                "cancel_reason": self.cancel_reason, "history": [u.bsl_json() for u in self.history]}
+                "cancel_reason": self.cancel_reason, "history": [u.bsl_json() for u in self.history],
+                "comments": list(self.comments.values())}
 
 
 class Engine:

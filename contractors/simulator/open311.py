@@ -109,9 +109,11 @@ async def list_updates(request: Request, api_key: str | None = None, start_date:
 
 @router.post("/servicerequestupdates.json")
 async def post_update(request: Request) -> JSONResponse:
-    """The council's own update on a request; CLOSED closes it (no update is fed back: it is theirs)."""
+    """The council's own update on a request; CLOSED closes it, OPEN is a comment (no update is fed back: it is
+    theirs)."""
     sim = request.app.state.sim
-    fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    items = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    fields = dict(items)
     if not _key_ok(request, fields.get("api_key")):
         return _error(403, "Invalid api_key")
     order = sim.engine.orders.get(fields.get("service_request_id", ""))
@@ -121,4 +123,8 @@ async def post_update(request: Request) -> JSONResponse:
         return _error(400, "update_id and status are required")
     if fields["status"].strip().lower() == "closed" and not order.finished:
         sim.engine.cancel(order, fields.get("description") or "closed by the council", time.monotonic(), emit=False)
+    elif fields["status"].strip().lower() == "open":  # a comment: kept once per update_id, the status unchanged
+        order.comments.setdefault(fields["update_id"], {
+            "update_id": fields["update_id"], "description": fields.get("description", ""),
+            "media_url": [v for k, v in items if k == "media_url"]})
     return JSONResponse([{"update_id": fields["update_id"]}])

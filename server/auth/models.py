@@ -8,7 +8,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base
 
-ROLES = ("field_worker", "crew", "advisor", "supervisor", "contractor", "admin")
+ROLES = ("field_worker", "crew", "advisor", "supervisor", "contractor", "admin", "open311_client")
+# An Open311 front end (FixMyStreet…): creates requests and posts citizen updates through /open311 only.
+# Its token's name is the client's name ("fixmystreet"); the client, not the token, owns its requests.
+OPEN311_CLIENT = "open311_client"
 
 
 class ApiToken(Base):

@@ -11,11 +11,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from server.auth import throttle
-from server.auth.models import ROLES, ApiToken
+import re
+
+from server.auth.models import OPEN311_CLIENT, ROLES, ApiToken
 from server.dispatch.models import Contractor, Crew
 from server.errors import Unprocessable
 
 PREFIX = "ks_"
+CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 def hash_token(token: str) -> str:
@@ -29,6 +32,13 @@ def create_token(session: Session, role: str, *, name: str | None = None, contra
     if role not in ROLES:
         raise Unprocessable(f"unknown role {role!r}; one of {', '.join(ROLES)}", fields=["role"])
     contractor_id = crew_id = None
+    if role == OPEN311_CLIENT:
+        # The name is the client's identity: its requests' idempotency keys and the channel shown on reports.
+        if not name or not CLIENT_NAME.match(name):
+            raise Unprocessable("an open311_client token needs --name CLIENT, lower case letters, digits, '.', "
+                                "'_' or '-' (e.g. fixmystreet)", fields=["name"])
+        if contractor or crew:
+            raise Unprocessable("an open311_client token has no contractor or crew", fields=["role"])
     if role == "contractor":
         if not contractor:
             raise Unprocessable("a contractor token needs --contractor NAME", fields=["contractor"])

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from server import __version__
+from server.auth.models import OPEN311_CLIENT
 from server.auth.tokens import verify
 from server.config import get_settings
 from server.deps import Principal, SessionDep
@@ -40,6 +41,8 @@ def _caller(request: Request, session: Session) -> Principal | None:
     row = verify(session, token.strip()) if token.strip() else None
     if row is None:
         raise OgcError(401, "Unauthorized", "the bearer token is unknown, revoked or expired")
+    if row.role == OPEN311_CLIENT:
+        raise OgcError(403, "Forbidden", "an open311_client token is an api_key for /open311/v2 only")
     return Principal(row.id, row.name, row.role, row.contractor_id, row.crew_id)
 
 

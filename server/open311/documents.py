@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from server.catalogue.schemas import LIST_TYPES, CategoryDef, QuestionDef
-from server.open311.formats import MEDIA_TYPES, Document
+from server.open311.formats import MEDIA_TYPES, Document, JsonOnly, Repeated
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 
@@ -64,7 +64,23 @@ def service_definition(c: CategoryDef) -> Document:
         if q.datatype in LIST_TYPES:
             attr["values"] = [{"key": v.key, "name": v.name} for v in q.values]
         attributes.append(attr)
+    attributes.extend(hidden_attributes(c, start=len(attributes) + 1))
     return Document("service_definition", {"service_code": c.code, "attributes": attributes})
+
+
+def hidden_attributes(c: CategoryDef, start: int) -> list[dict]:
+    """The automated attributes a front end fills in itself, as FixMyStreet-integrated back offices declare them:
+    `fixmystreet_id` (server_set: FixMyStreet sends its report id only when a service declares it; our
+    idempotency key) and, on an asset layer, `asset_id` (hidden_field: the asset clicked on its map, a hint)."""
+    out = [{"variable": False, "code": "fixmystreet_id", "datatype": "string", "required": False,
+            "datatype_description": "", "order": start, "automated": "server_set",
+            "description": "The front end's own id of the report (a re-send with it answers the original request)"}]
+    if c.layer:
+        out.append({"variable": True, "code": "asset_id", "datatype": "string", "required": False,
+                    "datatype_description": "", "order": start + 1, "automated": "hidden_field",
+                    "description": f"The id of the {c.layer.replace('_', ' ')} asset chosen on the map "
+                                   "(checked against our layer; the nearest asset wins if it is not there)"})
+    return out
 
 
 def created(service_request_id: str, service_notice: str, account_id: str | None) -> Document:
@@ -95,14 +111,17 @@ def update_accepted(update_id: str) -> Document:
 
 def request_row(*, reference: str, status: str, status_notes: str, service_name: str, service_code: str,
                 description: str, agency: str, notice: str, requested: datetime, updated: datetime,
-                expected: datetime | None, address: str, lat: float, lon: float, media_url: str) -> dict:
-    """One service request in GeoReport's field order."""
+                expected: datetime | None, address: str, lat: float, lon: float, media_urls: list[str],
+                address_id: str = "") -> dict:
+    """One service request in GeoReport's field order; every photo in media_url (XML repeats the element,
+    JSON has the first in media_url and all of them in media_urls)."""
     return {
         "service_request_id": reference, "status": status, "status_notes": status_notes,
         "service_name": service_name, "service_code": service_code, "description": description,
         "agency_responsible": agency, "service_notice": notice, "requested_datetime": w3c(requested),
         "updated_datetime": w3c(updated), "expected_datetime": w3c(expected), "address": address,
-        "address_id": "", "zipcode": "", "lat": round(lat, 6), "long": round(lon, 6), "media_url": media_url,
+        "address_id": address_id, "zipcode": "", "lat": round(lat, 6), "long": round(lon, 6),
+        "media_url": Repeated(media_urls), "media_urls": JsonOnly(list(media_urls)),
     }
 
 

@@ -34,6 +34,18 @@ class Document:
     body: list | dict
 
 
+class Repeated(list):
+    """A field that may hold several values: in XML the element repeats (FixMyStreet reads `<media_url>` twice
+    as a list); in JSON, whose clients expect one string, it is the first value (or "")."""
+
+
+@dataclass(frozen=True)
+class JsonOnly:
+    """A field only the JSON form carries (the XML form says the same another way)."""
+
+    value: Any
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -49,6 +61,12 @@ def _fill(element: ET.Element, name: str, value: Any) -> None:
             _fill(ET.SubElement(element, item), item, entry)
     elif isinstance(value, dict):
         for key, sub in value.items():
+            if isinstance(sub, JsonOnly):
+                continue
+            if isinstance(sub, Repeated):
+                for entry in sub or [""]:
+                    ET.SubElement(element, key).text = _text(entry)
+                continue
             _fill(ET.SubElement(element, key), key, sub)
     else:
         element.text = _text(value)
@@ -65,7 +83,19 @@ def to_xml(doc: Document) -> bytes:
 
 def to_json(doc: Document) -> bytes:
     """The document's body as UTF-8 JSON."""
-    return json.dumps(doc.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(_json_form(doc.body), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json_form(value: Any) -> Any:
+    if isinstance(value, Repeated):
+        return _json_form(value[0]) if value else ""
+    if isinstance(value, JsonOnly):
+        return _json_form(value.value)
+    if isinstance(value, list):
+        return [_json_form(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_form(v) for k, v in value.items()}
+    return value
 
 
 def render(doc: Document, fmt: str) -> tuple[bytes, str]:

@@ -1,16 +1,27 @@
 """POST requests: a GeoReport v2 form through the same intake as the field app (channel "open311").
 
-Idempotency: `attribute[fixmystreet_id]` (or `attribute[external_id]`) names the request in the
-caller's system. The intake client_id is uuid5(token, external id), so a replay from the same
-api_key answers the same service_request_id and creates nothing. Without an external id every POST
-is a new report. Attributes that are not questions of the service are ignored (FixMyStreet sends
-its own, such as easting and title), except the external id, which is kept on the report.
+Idempotency. A request names its client: an `open311_client` token's name (e.g. "fixmystreet"), else the
+token itself.
+- With `attribute[fixmystreet_id]` (or `attribute[external_id]`): (client, external id) is the key; a
+  re-send answers the original service_request_id and creates nothing, whatever else changed.
+- Without one: the same client sending the same form (every field but api_key and jurisdiction_id, photo
+  bytes included) within `open311_resend_window_hours` (default 24) gets the original back. After the
+  window the same payload is a new report (then joined to the open job as a duplicate, if there is one).
+Both keys become the intake's client_id (uuid5), so the reports table's unique client_id settles races.
+
+Photos: every `media_url` (FixMyStreet's multi_photos repeats it) is kept and read back; uploaded files
+`media` or `photo1`…`photoN` (its upload_files mode) are stored as the report's photos and read back as
+/open311/v2/media/… URLs. Asset-id attributes (asset_id, central_asset_id, unit_number…) are a snapping
+hint, used only if the asset is on the category's layer and within its radius. Attributes that are not
+questions of the service are otherwise ignored (FixMyStreet sends its own, such as easting and title).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 from sqlalchemy import select, text
@@ -19,24 +30,30 @@ from sqlalchemy.orm import Session
 from server.catalogue.answers import AnswerError, validate_answers
 from server.catalogue.schemas import UnknownCategory
 from server.catalogue.service import get_catalogue
+from server.auth.models import OPEN311_CLIENT
+from server.assets.models import Asset, AssetLayer
 from server.config import get_settings
 from server.deps import Principal
 from server.errors import DomainError
 from server.jobs.models import Job
 from server.notifications.open311 import contact_from
 from server.open311 import documents
-from server.open311.params import Open311Error, attributes, bad, coordinate, one
+from server.open311.params import Open311Error, attributes, bad, coordinate, media_urls, one
 from server.open311.queries import notice
 from server.reports import photos
 from server.reports.models import Report
 from server.reports.schemas import ReportIn
 from server.reports.service import submit_report
 
-REPORTERS = ("field_worker", "advisor", "supervisor", "admin")
+REPORTERS = ("field_worker", "advisor", "supervisor", "admin", OPEN311_CLIENT)
 EXTERNAL_ID_ATTRIBUTES = ("fixmystreet_id", "external_id")
+# What councils' FixMyStreet asset layers send as the clicked asset's id (the first one given is used).
+ASSET_ID_ATTRIBUTES = ("asset_id", "central_asset_id", "unit_number", "unit_id", "site_code", "feature_id",
+                       "asset_resource_id", "column_id", "unitid")
 NAMESPACE = uuid.UUID("6f1d3c0e-8a2b-5c47-9e31-4b0d2a7f1c55")
 # The reporter's name, email and phone go to reporter_contacts (server/notifications), not the report.
-REPORTER_FIELDS = ("account_id", "device_id")
+REPORTER_FIELDS = ("account_id", "device_id", "address_id")
+UNKEYED = ("api_key", "jurisdiction_id")
 AMBIGUOUS_M = 1500.0
 _HOUSE_NUMBER = re.compile(r"^\d+[a-zA-Z]?\s+")
 
@@ -51,9 +68,35 @@ _STREET = text("""
 """)
 
 
+def client_of(who: Principal) -> str:
+    """Whose requests these are: an Open311 front end by its name (any of its tokens), else the token."""
+    return f"client:{who.name}" if who.role == OPEN311_CLIENT else f"token:{who.token_id}"
+
+
 def client_id_for(who: Principal, external_id: str) -> uuid.UUID:
-    """The intake idempotency key of an external id sent with this api_key."""
-    return uuid.uuid5(NAMESPACE, f"token:{who.token_id}\x1f{external_id}")
+    """The intake idempotency key of an external id sent by this client."""
+    return uuid.uuid5(NAMESPACE, f"{client_of(who)}\x1f{external_id}")
+
+
+def fingerprint(fields: dict[str, list[str]], files: list[tuple[str, bytes]]) -> str:
+    """A form's content (api_key and jurisdiction_id left out), photos by their bytes."""
+    kept = {k: v for k, v in sorted(fields.items()) if k not in UNKEYED}
+    kept["\x1ffiles"] = [[name, hashlib.sha256(raw).hexdigest()] for name, raw in files]
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _resend_key(session: Session, who: Principal, digest: str) -> tuple[uuid.UUID, bool]:
+    """(client_id, is a re-send): the n-th use of one payload gets the n-th key; a key used within the window
+    is answered as the original."""
+    since = datetime.now(timezone.utc) - timedelta(hours=get_settings().open311_resend_window_hours)
+    for n in range(1000):
+        client_id = uuid.uuid5(NAMESPACE, f"{client_of(who)}\x1fpayload:{digest}\x1f{n}")
+        received = session.scalar(select(Report.received_at).where(Report.client_id == client_id))
+        if received is None:
+            return client_id, False
+        if received >= since:
+            return client_id, True
+    raise bad("this exact request has been sent too many times; add attribute[fixmystreet_id]")
 
 
 def resolve_address(session: Session, address: str) -> tuple[float, float]:
@@ -86,7 +129,8 @@ def _location(session: Session, fields: dict[str, list[str]]) -> tuple[float, fl
     if address:
         return (*resolve_address(session, address), "manual")
     if one(fields, "address_id"):
-        raise bad("address_id is not supported; send lat and long or address_string")
+        raise bad("address_id is kept with a request but cannot place it (this server has no address "
+                  "gazetteer); send lat and long, or address_string, with it")
     raise bad("a location is required: lat and long, or address_string")
 
 
@@ -118,9 +162,24 @@ def _domain_to_open311(exc: DomainError) -> Open311Error:
     return Open311Error(exc.status if exc.status >= 500 else 400, f"{where}{exc.detail}")
 
 
-def submit(session: Session, who: Principal, fields: dict[str, list[str]], media: bytes | None = None
-           ) -> documents.Document:
+def _asset_hint(session: Session, category, attrs: dict) -> str | None:
+    """The first asset-id attribute naming an asset of the category's layer; others are not trusted."""
+    if not category.layer:
+        return None
+    for name in ASSET_ID_ATTRIBUTES:
+        value = attrs.get(name)
+        if isinstance(value, str) and 0 < len(value) <= 100:
+            found = session.scalar(select(Asset.external_ref).join(AssetLayer, AssetLayer.id == Asset.layer_id)
+                                   .where(AssetLayer.name == category.layer, Asset.external_ref == value))
+            if found is not None:
+                return found
+    return None
+
+
+def submit(session: Session, who: Principal, fields: dict[str, list[str]],
+           files: list[tuple[str, bytes]] | None = None) -> documents.Document:
     """Create (or replay) one service request; the POST requests answer."""
+    files = files or []
     if who.role not in REPORTERS:
         raise Open311Error(403, "this api_key may not create service requests")
     code = one(fields, "service_code")
@@ -135,30 +194,34 @@ def submit(session: Session, who: Principal, fields: dict[str, list[str]], media
     if external is not None and len(external) > 100:
         raise bad("the external id attribute must be at most 100 characters")
     account_id = one(fields, "account_id")
-    client_id = client_id_for(who, external) if external else uuid.uuid4()
-    existing = session.execute(select(Report.reference, Report.category_code)
-                               .where(Report.client_id == client_id)).first()
+    urls = media_urls(fields)
+    if external:
+        client_id = client_id_for(who, external)
+        existing = session.execute(select(Report.reference, Report.category_code)
+                                   .where(Report.client_id == client_id)).first()
+    else:
+        client_id, resent = _resend_key(session, who, fingerprint(fields, files))
+        existing = session.execute(select(Report.reference, Report.category_code)
+                                   .where(Report.client_id == client_id)).first() if resent else None
     if existing is not None:
         if existing.category_code != category.code:
             raise bad(f"external id {external!r} was already used for a {existing.category_code} request")
-        if media is not None:
-            _attach(session, who, existing.reference, client_id, media)
+        _check_photos(files)
+        _attach_all(session, who, existing.reference, client_id, files)
         return _answer_of(session, existing.reference, account_id)
     lat, lon, provider = _location(session, fields)
     answers = _answers(category, attrs)
-    if media is not None:
-        try:
-            photos.clean(media)  # refuse a bad image before anything is stored
-        except DomainError as exc:
-            raise _domain_to_open311(exc) from None
-    reporter = {k: v for k in REPORTER_FIELDS if (v := one(fields, k))}
-    if media_url := one(fields, "media_url"):
-        reporter["media_url"] = media_url[:1000]
+    _check_photos(files)  # refuse a bad image before anything is stored
+    reporter = {k: v[:200] for k in REPORTER_FIELDS if (v := one(fields, k))}
+    if urls:
+        reporter["media_url"] = urls
+    if who.role == OPEN311_CLIENT:
+        reporter["client"] = who.name
     try:
         data = ReportIn(client_id=client_id, category=category.code, lat=lat, lon=lon,
                         observed_at=datetime.now(timezone.utc), location_provider=provider,
                         description=one(fields, "description") or "", answers=answers,
-                        contact=contact_from(fields))
+                        asset_ref=_asset_hint(session, category, attrs), contact=contact_from(fields))
     except ValidationError as exc:
         raise bad(*[f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
     try:
@@ -168,8 +231,7 @@ def submit(session: Session, who: Principal, fields: dict[str, list[str]], media
             return _answer_of(session, session.scalar(select(Report.reference)
                                                       .where(Report.client_id == client_id)), account_id)
         raise _domain_to_open311(exc) from None
-    if media is not None:
-        _attach(session, who, answer["reference"], client_id, media)
+    _attach_all(session, who, answer["reference"], client_id, files)
     return documents.created(answer["reference"], _notice_of(answer), account_id)
 
 
@@ -184,9 +246,22 @@ def _notice_of(answer: dict) -> str:
     return f"Job {job['reference']}"
 
 
-def _attach(session: Session, who: Principal, reference: str, client_id: uuid.UUID, media: bytes) -> None:
+def _check_photos(files: list[tuple[str, bytes]]) -> None:
+    for name, raw in files:
+        try:
+            photos.clean(raw)
+        except DomainError as exc:
+            raise bad(f"{name}: {exc.detail}") from None
+
+
+def _attach_all(session: Session, who: Principal, reference: str, client_id: uuid.UUID,
+                files: list[tuple[str, bytes]]) -> None:
+    """Store the uploaded photos on the report, each idempotent on (request, field name)."""
+    if not files:
+        return
     report = session.scalar(select(Report).where(Report.reference == reference))
-    try:
-        photos.add_photo(session, who, report, uuid.uuid5(client_id, "media"), media)
-    except DomainError as exc:
-        raise _domain_to_open311(exc) from None
+    for name, raw in files:
+        try:
+            photos.add_photo(session, who, report, uuid.uuid5(client_id, name), raw)
+        except DomainError as exc:
+            raise _domain_to_open311(exc) from None

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 MAX_SPAN = timedelta(days=90)
 STATUSES = ("open", "closed")
+MAX_MEDIA = 20
+_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
 
 
@@ -118,3 +120,15 @@ def attributes(fields: dict[str, list[str]]) -> dict[str, str | list[str]]:
         elif kept:
             out[code] = kept[0]
     return out
+
+
+def media_urls(fields: dict[str, list[str]]) -> list[str]:
+    """Every media_url (FixMyStreet's multi_photos repeats the field), in order, each an http(s) URL."""
+    urls = list(dict.fromkeys(v.strip() for v in [*fields.get("media_url", []), *fields.get("media_url[]", [])]
+                              if v.strip()))
+    if len(urls) > MAX_MEDIA:
+        raise bad(f"media_url was given {len(urls)} times; at most {MAX_MEDIA}")
+    for url in urls:
+        if len(url) > 1000 or not _URL.match(url):
+            raise bad(f"media_url must be an http(s) URL of at most 1000 characters, not {url[:60]!r}")
+    return urls

@@ -21,6 +21,7 @@ from server.errors import DomainError
 from server.inbound.service import record_and_apply
 from server.jobs.models import Job
 from server.open311 import documents
+from server.open311.citizen import CITIZEN_FIELDS
 from server.open311.params import Open311Error, bad, coordinate, one, parse_time
 from server.reports.models import Report
 
@@ -53,6 +54,10 @@ def post_update(session: Session, who: Principal, fields: dict[str, list[str]]) 
     """Record and apply one pushed update; commits when it is applied (or recorded as stale)."""
     if who.role != "contractor" or who.contractor_id is None:
         raise Open311Error(403, "this api_key is not a contractor's; it may not post service request updates")
+    if given := [k for k in CITIZEN_FIELDS if one(fields, k)]:
+        # A resident's comment relayed with a contractor's key must not move the job as if the contractor acted.
+        raise Open311Error(403, f"this update carries a resident's {', '.join(given)}: citizen updates come from "
+                                "the front end's own open311_client api_key, not a contractor's")
     update_id = _required(fields, "update_id")
     if len(update_id) > 200:
         raise bad("update_id must be at most 200 characters")

@@ -7,6 +7,7 @@ update of that report, `update_id` "<event id>-<report reference>".
 """
 from __future__ import annotations
 
+import hmac
 import uuid
 from datetime import datetime, timezone
 
@@ -22,7 +23,7 @@ from server.jobs import rules, sla
 from server.jobs.models import Job, JobEvent
 from server.open311 import documents
 from server.open311.params import Open311Error
-from server.reports.models import Report
+from server.reports.models import Photo, Report
 
 MAX_ROWS = 1000
 
@@ -30,7 +31,8 @@ MAX_ROWS = 1000
 def _select():
     return (
         select(Report.reference, Report.description, Report.received_at, Report.lat, Report.lon,
-               Report.reporter["media_url"].astext.label("media_url"), Job.reference.label("job"),
+               Report.reporter["media_url"].label("media_url"), Report.reporter["address_id"].astext.label("address_id"),
+               Report.id.label("report_id"), Report.channel, Job.id.label("job_id"), Job.reference.label("job"),
                Job.status, Job.category_code, Job.street, Job.due_at, Job.updated_at,
                Category.name.label("service_name"), Area.name.label("ward"),
                Contractor.title.label("contractor"), Crew.title.label("crew"))
@@ -47,7 +49,33 @@ def notice(job_reference: str, status: str, due: datetime | None, now: datetime,
     return f"Job {job_reference}; {rules.describe_status(status, assignee).lower()}"
 
 
-def _row(r, now: datetime) -> dict:
+def media_key(photo_id: int, sha256: str) -> str:
+    """The public name of an uploaded photo: its id and enough of its hash that names cannot be guessed."""
+    return f"{photo_id}-{sha256[:32]}"
+
+
+def _uploads(session: Session, rows) -> dict[int, list[str]]:
+    """Report id → the public URLs of the photos uploaded with it through Open311 (other channels' stay private)."""
+    wanted = {r.report_id: r.job_id for r in rows if r.channel == "open311"}
+    if not wanted:
+        return {}
+    base = get_settings().public_base_url.rstrip("/") + "/open311/v2/media/"
+    out: dict[int, list[str]] = {}
+    for p in session.execute(select(Photo.id, Photo.report_id, Photo.sha256, Photo.content_type)
+                             .where(Photo.job_id.in_(set(wanted.values())), Photo.report_id.in_(list(wanted)))
+                             .order_by(Photo.id)):
+        ext = "png" if p.content_type == "image/png" else "jpg"
+        out.setdefault(p.report_id, []).append(f"{base}{media_key(p.id, p.sha256)}.{ext}")
+    return out
+
+
+def _media(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _row(r, now: datetime, uploads: dict[int, list[str]]) -> dict:
     assignee = r.contractor or r.crew
     return documents.request_row(
         reference=r.reference, status=rules.open311_status(r.status),
@@ -55,7 +83,8 @@ def _row(r, now: datetime) -> dict:
         service_code=r.category_code, description=r.description or "",
         agency=r.contractor or get_settings().council_name, notice=notice(r.job, r.status, r.due_at, now, assignee),
         requested=r.received_at, updated=r.updated_at, expected=r.due_at,
-        address=", ".join(p for p in (r.street, r.ward) if p), lat=r.lat, lon=r.lon, media_url=r.media_url or "",
+        address=", ".join(p for p in (r.street, r.ward) if p), lat=r.lat, lon=r.lon,
+        media_urls=[*_media(r.media_url), *uploads.get(r.report_id, [])], address_id=r.address_id or "",
     )
 
 
@@ -76,7 +105,8 @@ def find_requests(session: Session, *, ids: list[str], codes: list[str], statuse
             q = q.where(Job.status.not_in(rules.OPEN_STATUSES))
     rows = session.execute(q.order_by(Report.received_at.desc(), Report.id.desc()).limit(MAX_ROWS)).all()
     now = datetime.now(timezone.utc)
-    return [_row(r, now) for r in rows]
+    uploads = _uploads(session, rows)
+    return [_row(r, now, uploads) for r in rows]
 
 
 def one_request(session: Session, service_request_id: str) -> dict:
@@ -84,7 +114,19 @@ def one_request(session: Session, service_request_id: str) -> dict:
     row = session.execute(_select().where(Report.reference == service_request_id.upper())).first()
     if row is None:
         raise Open311Error(404, f"service_request_id {service_request_id[:40]!r} not found")
-    return _row(row, datetime.now(timezone.utc))
+    return _row(row, datetime.now(timezone.utc), _uploads(session, [row]))
+
+
+def media_file(session: Session, key: str) -> tuple[str, str]:
+    """(path under the photo root, content type) of an uploaded Open311 photo by its public name, or 404."""
+    photo_id, _, digest = key.partition("-")
+    if not photo_id.isdigit() or len(photo_id) > 18 or len(digest) != 32:
+        raise Open311Error(404, "no such photo")
+    row = session.execute(select(Photo.path, Photo.sha256, Photo.content_type).join(Report, Report.id == Photo.report_id)
+                          .where(Photo.id == int(photo_id), Report.channel == "open311")).first()
+    if row is None or not hmac.compare_digest(row.sha256[:32], digest):
+        raise Open311Error(404, "no such photo")
+    return row.path, row.content_type
 
 
 def token_request(session: Session, token: str) -> str:

@@ -2,28 +2,32 @@
 
 Every endpoint answers in .xml or .json; errors are GeoReport error lists in the same format.
 Reads (discovery, services, requests, tokens, updates) are public and carry no reporter details;
-an api_key, when sent, must be valid. POST requests needs a token of a reporting role; POST
-servicerequestupdates needs a contractor token.
+an api_key, when sent, must be valid. POST requests needs a token of a reporting role or an Open311 front
+end's (open311_client); POST servicerequestupdates takes a front end's citizen comments (server/open311/citizen.py)
+and a contractor's status updates (server/open311/pushed.py).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from server.auth.models import OPEN311_CLIENT
 from server.auth.tokens import verify
 from server.catalogue.schemas import UnknownCategory
 from server.catalogue.service import get_catalogue
 from server.config import get_settings
 from server.deps import Principal, SessionDep
 from server.errors import DomainError
-from server.open311 import documents, intake, pushed, queries
+from server.open311 import citizen, documents, intake, pushed, queries
 from server.open311.formats import FORMATS, Document, errors, render
-from server.open311.params import Open311Error, bad, comma_list, date_range, group, one, statuses
+from server.open311.params import MAX_MEDIA, Open311Error, bad, comma_list, date_range, group, one, statuses
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 CHANGESET = "2026-11-24T00:00:00Z"
@@ -79,20 +83,31 @@ def _query(request: Request, session: Session) -> dict[str, list[str]]:
     return fields
 
 
-async def _form(request: Request) -> tuple[dict[str, list[str]], bytes | None]:
+_PHOTO_FIELD = re.compile(r"^(media|photo([1-9][0-9]?))$")
+
+
+async def _form(request: Request) -> tuple[dict[str, list[str]], list[tuple[str, bytes]]]:
+    """The form's fields and its uploaded photos: `media`, or FixMyStreet's `photo1`…`photoN`, in that order."""
     try:
         form = await request.form()
     except Exception as exc:  # malformed multipart or urlencoding: the caller's fault
         raise bad(f"the form could not be read: {str(exc)[:200]}") from None
-    items, media = [], None
+    items, files = [], {}
+    limit = get_settings().max_photo_bytes
     for key, value in [*request.query_params.multi_items(), *form.multi_items()]:
         if isinstance(value, UploadFile):
-            if key != "media" or media is not None:
-                raise bad("only one file, named media, may be uploaded")
-            media = await value.read(get_settings().max_photo_bytes + 1)
+            m = _PHOTO_FIELD.match(key)
+            if m is None:
+                raise bad(f"{key[:40]!r}: only photos are taken, as media or photo1, photo2…")
+            if key in files:
+                raise bad(f"{key} was uploaded twice; number each photo (photo1, photo2…)")
+            if len(files) >= MAX_MEDIA:
+                raise bad(f"at most {MAX_MEDIA} photos may be uploaded")
+            files[key] = await value.read(limit + 1)
         else:
             items.append((key, value))
-    return group(items), media
+    order = sorted(files, key=lambda k: (k != "media", int(k[5:]) if k != "media" else 0))
+    return group(items), [(k, files[k]) for k in order]
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery")
@@ -149,14 +164,14 @@ def list_requests(fmt: str, request: Request, session: SessionDep) -> Response:
 async def create_request(fmt: str, request: Request, session: SessionDep) -> Response:
     """A report through the same intake as the field app; idempotent on attribute[fixmystreet_id]."""
     try:
-        fields, media = await _form(request)
+        fields, files = await _form(request)
     except Open311Error as exc:
         return _respond(fmt, _raising(exc))
 
     def build() -> Document:
         _jurisdiction(fields)
         who = _principal(session, fields, required=True)
-        return intake.submit(session, who, fields, media)
+        return intake.submit(session, who, fields, files)
     return await run_in_threadpool(_respond, fmt, build)
 
 
@@ -189,19 +204,42 @@ def list_updates(fmt: str, request: Request, session: SessionDep) -> Response:
     return _respond(fmt, build)
 
 
-@router.post("/servicerequestupdates.{fmt}", summary="Push a status update (contractor api_key)")
+@router.post("/servicerequestupdates.{fmt}",
+             summary="A citizen's comment (open311_client api_key) or a contractor's status update")
 async def post_update(fmt: str, request: Request, session: SessionDep) -> Response:
-    """A contractor's back office reports progress on one of its jobs; a repeated update_id is refused."""
+    """A front end's citizen update becomes a comment on the job (never a status change; idempotent per
+    update_id); a contractor's back office reports progress on one of its jobs (a repeated update_id is refused)."""
     try:
-        fields, _ = await _form(request)
+        fields, files = await _form(request)
+        if files:
+            raise bad("photos on an update are taken as media_url (FixMyStreet: upload_files_for_updates off)")
     except Open311Error as exc:
         return _respond(fmt, _raising(exc))
 
     def build() -> Document:
         _jurisdiction(fields)
         who = _principal(session, fields, required=True)
+        if who.role == OPEN311_CLIENT:
+            return citizen.post(session, who, fields)
         return pushed.post_update(session, who, fields)
     return await run_in_threadpool(_respond, fmt, build)
+
+
+@router.get("/media/{key}.{ext}", summary="A photo uploaded with a request (the URLs in media_url)",
+            response_class=FileResponse)
+def media(key: str, ext: str, session: SessionDep) -> Response:
+    """Public, as FixMyStreet fetches media_url with no key: only photos that came in through Open311, named by
+    id and hash so names cannot be guessed."""
+    try:
+        path, content_type = queries.media_file(session, key)
+        if ext != ("png" if content_type == "image/png" else "jpg"):
+            raise Open311Error(404, "no such photo")
+    except Open311Error as exc:
+        return _respond("xml", _raising(exc))
+    full = get_settings().photo_root / path
+    if not full.is_file():
+        return _respond("xml", _raising(Open311Error(404, "the photo file is missing from storage")))
+    return FileResponse(full, media_type=content_type, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contractors import ContractorError, WorkOrder, get_adapter
+from contractors import ContractorError, ContractorNote, WorkOrder, get_adapter
 from server.dispatch.models import Contractor
 from server.jobs.models import Job
 from server.jobs.service import append_event
@@ -70,6 +70,8 @@ def contractor(session: Session, msg: OutboxMessage) -> dict | None:
             append_event(session, job, "order_cancelled", WORKER, data={"contractor": c.name,
                                                                         "contractor_ref": msg.payload["contractor_ref"]})
         return None
+    if msg.topic == "order.note":
+        return _note(session, c, adapter, job, msg)
     if msg.topic != "order.submit":
         raise DeliveryError(f"unknown topic {msg.topic!r} for a contractor", retryable=False)
     if job is None:
@@ -91,3 +93,20 @@ def contractor(session: Session, msg: OutboxMessage) -> dict | None:
         job.queue_reason = None
         move(session, job, "sent", WORKER, data={"contractor": c.name, "contractor_ref": result.contractor_ref})
     return {"contractor_ref": result.contractor_ref}
+
+
+def _note(session: Session, c: Contractor, adapter, job: Job | None, msg: OutboxMessage) -> dict | None:
+    """Pass a resident's comment (an Open311 citizen update) to the contractor holding the job."""
+    if job is None or job.contractor_id != c.id:
+        return None  # reassigned meanwhile: the new holder reads it on the timeline
+    if not job.contractor_ref:
+        raise DeliveryError("the order has not been delivered yet; the comment follows it", retryable=True)
+    try:
+        taken = adapter.add_note(job.contractor_ref, ContractorNote(
+            update_id=msg.payload["update_id"], text=msg.payload.get("note") or "",
+            media_urls=tuple(msg.payload.get("media_url") or ())))
+    except ContractorError as exc:
+        raise _translate(exc) from exc
+    append_event(session, job, "note_forwarded" if taken else "note_not_forwarded", WORKER, notify=False,
+                 data={"contractor": c.name, "update_id": msg.payload["update_id"]})
+    return {"forwarded": taken}

@@ -6,7 +6,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from contractors.base import ContractorError
+from contractors.base import ContractorError, ContractorNote
 from tests.contractors.conftest import o311_config, make_order
 
 
@@ -83,6 +83,21 @@ def test_cancel_closes_the_request_without_feeding_back_an_update(sim, open311):
     assert open311.fetch_updates(None).updates == ()
     with pytest.raises(ContractorError) as err:
         open311.cancel("311-999999", "nope")
+    assert err.value.status_code == 404 and not err.value.retryable
+
+
+def test_a_note_reaches_the_back_office_as_a_comment_and_leaves_the_status(sim, open311):
+    ref = open311.submit(make_order()).contractor_ref
+    note = ContractorNote(update_id="kerbside-citizen-7", text="Still not fixed",
+                          media_urls=("https://fms.example/a.jpeg", "https://fms.example/b.jpeg"))
+    assert open311.add_note(ref, note) is True
+    assert open311.add_note(ref, note) is True  # a repeat is the same comment
+    [shown] = requests_(sim)
+    assert shown["comments"] == [{"update_id": "kerbside-citizen-7", "description": "Still not fixed",
+                                  "media_url": ["https://fms.example/a.jpeg", "https://fms.example/b.jpeg"]}]
+    assert httpx.get(f"{sim.url}/open311/requests/{ref}.json").json()[0]["status"] == "open"
+    with pytest.raises(ContractorError) as err:
+        open311.add_note("311-999999", note)
     assert err.value.status_code == 404 and not err.value.retryable
 
 

@@ -20,13 +20,14 @@ from server.auth.models import ApiToken
 from server.auth.tokens import create_token
 from server.jobs.models import Job
 from server.outbox.models import OutboxMessage, Subscription
-from server.reports.models import Photo
+from server.open311.queries import media_key
+from server.reports.models import Photo, Report
 
 CONTRACTOR_A = "street-lighting"
 CONTRACTOR_B = "green-spaces"
 CREW = "highways"
 ROLES = ("none", "field_worker", "crew", "advisor", "supervisor", "contractor_a", "contractor_b", "admin",
-         "revoked", "expired")
+         "open311_client", "revoked", "expired")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class World:
     photo_b: int
     subscription: int
     outbox_a: int
+    media_a: str  # an Open311 upload's public name: "<key>.<ext>" under /open311/v2/media/
     marker_b: list[str] = field(default_factory=list)
     # Report A's reporter: only GET /api/v1/reports/{reference}/contact may ever answer these.
     contact_a: list[str] = field(default_factory=list)
@@ -97,6 +99,19 @@ def _photo(client, token: str, report_ref: str, colour) -> int:
     return r.json()["id"]
 
 
+def _open311_photo(client, session: Session, key: str, tag: str) -> str:
+    """A request from a front end with one uploaded photo; the photo's public name under /open311/v2/media/."""
+    r = client.post("/open311/v2/requests.json", data={
+        "api_key": key, "service_code": "graffiti", "lat": "51.3815", "long": "-2.3594",
+        "attribute[offensive]": "no", "description": f"Tag on a wall {tag}"},
+        files={"photo1": ("p.jpg", jpeg((90, 90, 90)), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    ref = r.json()[0]["service_request_id"]
+    photo = session.execute(select(Photo.id, Photo.sha256).join(Report, Report.id == Photo.report_id)
+                            .where(Report.reference == ref)).one()
+    return f"{media_key(photo.id, photo.sha256)}.jpg"
+
+
 def build(client, session: Session, commit=None) -> World:
     """Tokens for every role and three jobs (contractor A's, contractor B's, the crew's).
 
@@ -111,6 +126,7 @@ def build(client, session: Session, commit=None) -> World:
     tokens["crew"] = create_token(session, "crew", name=f"sec-crew-{tag}", crew=CREW)[1]
     tokens["contractor_a"] = create_token(session, "contractor", name=f"sec-a-{tag}", contractor=CONTRACTOR_A)[1]
     tokens["contractor_b"] = create_token(session, "contractor", name=f"sec-b-{tag}", contractor=CONTRACTOR_B)[1]
+    tokens["open311_client"] = create_token(session, "open311_client", name=f"fms-{tag}")[1]
     revoked, tokens["revoked"] = create_token(session, "admin", name=f"sec-revoked-{tag}")
     revoked.revoked_at = datetime.now(timezone.utc)
     tokens["expired"] = create_token(session, "admin", name=f"sec-expired-{tag}",
@@ -133,6 +149,7 @@ def build(client, session: Session, commit=None) -> World:
     session.execute(update(Job).where(Job.reference == b["job"]["reference"]).values(contractor_ref=contractor_ref_b))
     photo_a = _photo(client, tokens["field_worker"], a["reference"], (30, 120, 200))
     photo_b = _photo(client, tokens["field_worker"], b["reference"], (200, 120, 30))
+    media_a = _open311_photo(client, session, tokens["open311_client"], tag)
     job_a_id = session.scalar(select(Job.id).where(Job.reference == a["job"]["reference"]))
     outbox_a = session.scalar(select(OutboxMessage.id).where(OutboxMessage.job_id == job_a_id)
                               .order_by(OutboxMessage.id.desc()))
@@ -144,7 +161,7 @@ def build(client, session: Session, commit=None) -> World:
     return World(tokens=tokens, job_a=a["job"]["reference"], job_b=b["job"]["reference"],
                  job_crew=c["job"]["reference"], report_a=a["reference"], report_b=b["reference"],
                  report_a_client_id=a["client_id"], photo_a=photo_a, photo_b=photo_b, subscription=sub.id,
-                 outbox_a=outbox_a, marker_b=[marker, contractor_ref_b, b["job"]["reference"], b["reference"]],
+                 outbox_a=outbox_a, media_a=media_a, marker_b=[marker, contractor_ref_b, b["job"]["reference"], b["reference"]],
                  contact_a=list(contact_a.values()))
 
 

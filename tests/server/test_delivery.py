@@ -290,3 +290,49 @@ def test_forged_stale_and_unknown_webhooks_are_refused(sim, contractor, client):
     with new_session() as s:
         assert s.scalar(select(func.count()).select_from(InboundUpdate).where(
             InboundUpdate.contractor_id == contractor.id)) == 0
+
+
+def test_a_residents_comment_reaches_the_contractor_holding_the_job_and_moves_nothing(sim, contractor,
+                                                                                      fast_outbox):
+    """Open311 citizen updates: the Open311 contractor gets the comment; street lighting's API takes none."""
+    from server.auth.tokens import create_token
+    from server.deps import Principal
+    from server.open311 import citizen
+
+    with new_session() as s:
+        o311 = Contractor(name=f"test-lighting-o311-{uuid.uuid4().hex[:8]}", title="Test Open311 back office",
+                          adapter="open311", categories=["street_light"],
+                          config={"base_url": f"{sim.url}/open311", "api_key": API_KEY, "email": "k@example.org",
+                                  "timeout_s": 1.0, "service_codes": {"street_light": "SL"}, "poll": False})
+        s.add(o311)
+        row, _ = create_token(s, "open311_client", name="fixmystreet")
+        s.commit()
+        fms = Principal(row.id, row.name, row.role)
+    refs = {"open311": make_jobs(o311, 1)[0], "bsl": make_jobs(contractor, 1)[0]}
+    drain()
+    for n, ref in enumerate(refs.values()):
+        job, _, _ = job_state(ref)
+        assert job.status == "sent" and job.contractor_ref, ref
+        with new_session() as s:
+            citizen.post(s, fms, {"service_request_id": [ref], "update_id": [f"fms-{uuid.uuid4().hex}"],
+                                  "status": ["OPEN"], "updated_datetime": [datetime.now(timezone.utc).isoformat()],
+                                  "description": [f"Still dark {n}"], "media_url": ["https://fms.example/1.jpeg"]})
+    drain()
+    for kind, ref in refs.items():
+        job, evs, _ = job_state(ref)
+        assert job.status == "sent", kind
+        with new_session() as s:
+            note = s.scalar(select(OutboxMessage).where(OutboxMessage.job_id == job.id,
+                                                        OutboxMessage.topic == "order.note"))
+            assert note.state == "delivered", (kind, note.last_error)
+        types = [e.type for e in evs]
+        assert types[-2] == "citizen_update"
+        assert types[-1] == ("note_forwarded" if kind == "open311" else "note_not_forwarded"), types
+    held = job_state(refs["open311"])[0].contractor_ref
+    [order] = [o for o in sim.state()["orders"] if o["kind"] == "open311" and o["reference"] == held]
+    assert [c["description"] for c in order["comments"]] == ["Still dark 0"]
+    assert order["comments"][0]["media_url"] == ["https://fms.example/1.jpeg"]
+    with new_session() as s:
+        s.execute(text("UPDATE contractors SET active = false WHERE id = :i"), {"i": o311.id})
+        s.execute(text("UPDATE api_tokens SET revoked_at = now() WHERE id = :i"), {"i": row.id})
+        s.commit()

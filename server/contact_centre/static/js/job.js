@@ -20,6 +20,8 @@
     assigned: "Assigned", redispatch_requested: "Dispatch run again", order_cancelled: "Order cancelled",
     dispatched: "Passed to the contractor", order_skipped: "Order not sent (job changed)",
     contractor_update: "Update from the contractor", completion_far_from_asset: "Completed far from the asset",
+    citizen_update: "Comment from the reporter (Open311)", note_forwarded: "Comment passed to the contractor",
+    note_not_forwarded: "Comment kept here (the contractor's system takes none)",
   };
 
   function eventWords(e) {
