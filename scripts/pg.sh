@@ -96,7 +96,7 @@ createdb_() {
   psql_admin -d postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
   psql_admin -d postgres -c "CREATE DATABASE \"$name\" OWNER kerbside" >/dev/null
   # Extensions need a superuser; create them here so migrations run as the app role.
-  psql_admin -d "$name" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS btree_gist; CREATE EXTENSION IF NOT EXISTS pg_trgm;" >/dev/null
+  psql_admin -d "$name" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS btree_gist; CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE EXTENSION IF NOT EXISTS pgrouting;" >/dev/null
 }
 
 case "${1:-}" in

@@ -1,0 +1,104 @@
+"""Road graph, travel-time cache and versioned day plans (tables of migration 0010)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from geoalchemy2 import Geometry
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.config import get_settings
+from server.db import Base
+
+SRID = get_settings().srid
+
+
+class RoadNode(Base):
+    """A junction or dead end: segment ends snapped together; `main` = in the largest component."""
+
+    __tablename__ = "road_nodes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    geom = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=False)
+    component: Mapped[int] = mapped_column(BigInteger)
+    main: Mapped[bool] = mapped_column(Boolean)
+
+
+class RoadEdge(Base):
+    """A routable piece of a road segment; cost and reverse_cost in seconds (-1: not that way)."""
+
+    __tablename__ = "road_edges"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    asset_id: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[int] = mapped_column(BigInteger)
+    target: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[float] = mapped_column(Float)
+    reverse_cost: Mapped[float] = mapped_column(Float)
+    length_m: Mapped[float] = mapped_column(Float)
+    road_class: Mapped[str] = mapped_column(String(100))
+    speed_kmh: Mapped[float] = mapped_column(Float)
+    geom = mapped_column(Geometry("LINESTRING", srid=SRID, spatial_index=False), nullable=False)
+
+
+class TravelTime(Base):
+    """One cached cell of a travel-time matrix (seconds from node to node) for one day."""
+
+    __tablename__ = "travel_times"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    target: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seconds: Mapped[int] = mapped_column(Integer)
+
+
+class DayPlan(Base):
+    """One version of a day's plan for all crews; exactly one version per day is current."""
+
+    __tablename__ = "day_plans"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer)
+    current: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    totals: Mapped[dict] = mapped_column(JSONB, default=dict)
+
+
+class PlanStop(Base):
+    """A job in a crew's ordered route within one plan version."""
+
+    __tablename__ = "plan_stops"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("day_plans.id", ondelete="CASCADE"))
+    crew_id: Mapped[int] = mapped_column(ForeignKey("crews.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    node_id: Mapped[int] = mapped_column(BigInteger)
+    arrive_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    depart_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    travel_s: Mapped[int] = mapped_column(Integer)
+    service_s: Mapped[int] = mapped_column(Integer)
+    fixed: Mapped[bool] = mapped_column(Boolean, default=False)
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlanRoute(Base):
+    """A crew's route totals within one plan version."""
+
+    __tablename__ = "plan_routes"
+    plan_id: Mapped[int] = mapped_column(ForeignKey("day_plans.id", ondelete="CASCADE"), primary_key=True)
+    crew_id: Mapped[int] = mapped_column(ForeignKey("crews.id"), primary_key=True)
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    travel_s: Mapped[int] = mapped_column(Integer)
+    service_s: Mapped[int] = mapped_column(Integer)
+    stops: Mapped[int] = mapped_column(Integer)
+
+
+class PlanUnassigned(Base):
+    """A job the plan could not fit, with the reason (it also waits on the supervisor's queue)."""
+
+    __tablename__ = "plan_unassigned"
+    plan_id: Mapped[int] = mapped_column(ForeignKey("day_plans.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(300))
