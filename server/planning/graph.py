@@ -50,7 +50,7 @@ def build_graph(conn: Connection, layer: str = "roads", *, force: bool = False) 
     if not force and last and last.get("source_sha256") == digest and have == last.get("imported"):
         return {**last, "status": "skipped", "seconds": round(time.perf_counter() - t0, 3)}
     speeds = json.dumps({k: v for k, v in SPEED_KMH.items()})
-    conn.execute(text("TRUNCATE road_edges, road_nodes, travel_times"))
+    conn.execute(text("TRUNCATE road_edges, road_nodes"))
     conn.execute(text("""
         CREATE TEMP TABLE _seg ON COMMIT DROP AS
         SELECT row_number() OVER () AS sid, asset_id, cls, oneway, g FROM (

@@ -1,4 +1,4 @@
-"""Road graph, travel-time cache and versioned day plans (tables of migration 0010)."""
+"""Road graph and versioned day plans (tables of migration 0010)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -38,16 +38,6 @@ class RoadEdge(Base):
     road_class: Mapped[str] = mapped_column(String(100))
     speed_kmh: Mapped[float] = mapped_column(Float)
     geom = mapped_column(Geometry("LINESTRING", srid=SRID, spatial_index=False), nullable=False)
-
-
-class TravelTime(Base):
-    """One cached cell of a travel-time matrix (seconds from node to node) for one day."""
-
-    __tablename__ = "travel_times"
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    source: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    target: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    seconds: Mapped[int] = mapped_column(Integer)
 
 
 class DayPlan(Base):

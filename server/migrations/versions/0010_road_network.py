@@ -1,4 +1,4 @@
-"""road network (pgRouting), crew depots, travel-time cache and versioned crew day plans
+"""road network (pgRouting), crew depots and versioned crew day plans
 
 Revision ID: 0010_road_network
 Revises: 0008_notifications
@@ -6,7 +6,7 @@ Create Date: 2026-12-06 22:00:00
 
 road_nodes / road_edges are the routable graph the importer builds from the roads layer (nodes from
 segment ends snapped within a tolerance, cost in seconds from length and road-class speed, -1 for a
-direction a one-way forbids). travel_times caches matrix cells per day. day_plans is versioned per day
+direction a one-way forbids). day_plans is versioned per day
 (exactly one current version); plan_stops / plan_unassigned belong to one version and are never updated
 after it is superseded, except arrived_at on the current one.
 """
@@ -55,14 +55,6 @@ def upgrade() -> None:
     op.create_index('ix_road_edges_source', 'road_edges', ['source'])
     op.create_index('ix_road_edges_target', 'road_edges', ['target'])
     op.create_index('ix_road_edges_asset', 'road_edges', ['asset_id'])
-    op.create_table(
-        'travel_times',
-        sa.Column('day', sa.Date(), nullable=False),
-        sa.Column('source', sa.BigInteger(), nullable=False),
-        sa.Column('target', sa.BigInteger(), nullable=False),
-        sa.Column('seconds', sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint('day', 'source', 'target', name='pk_travel_times'),
-    )
     op.create_table(
         'day_plans',
         sa.Column('id', sa.BigInteger(), primary_key=True),
@@ -115,8 +107,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ('plan_unassigned', 'plan_routes', 'plan_stops', 'day_plans', 'travel_times', 'road_edges',
-                  'road_nodes'):
+    for table in ('plan_unassigned', 'plan_routes', 'plan_stops', 'day_plans', 'road_edges', 'road_nodes'):
         op.drop_table(table)
     op.drop_column('crews', 'depot_name')
     op.drop_column('crews', 'depot')
