@@ -3,7 +3,7 @@
 Times are seconds since the day's local midnight; places are indices into a travel-time matrix.
 
 The freeze rule (what a re-plan may not change): a crew's stops that are started (arrived at, or the
-job in progress) and the next stop after them are *fixed*: they keep their order at the head of the
+job in progress) and, once its shift has begun, the next stop after them are *fixed*: they keep their order at the head of the
 route and the rest is planned from where and when the crew will be free. After a completed, held or
 cancelled stop the rest of a crew's route is re-solved, but the new order is adopted only when the old
 one no longer works (a stop would miss its due time) or it saves at least `REORDER_MIN_GAIN_S` or
@@ -242,7 +242,7 @@ def freeze(route: list[Progress], depot: int, now_s: int, shift_start_s: int,
         depart = max(t, arrive + p.job.service_s)
         fixed.append(Stop(p.job.id, p.job.index, arrive, arrive, depart, 0, p.job.service_s, fixed=True))
         at, t, k = p.job.index, depart, k + 1
-    if k < len(open_):  # the next stop: the crew may be on its way
+    if k < len(open_) and (fixed or now_s >= shift_start_s):  # the next stop: the crew may be on its way
         j = open_[k].job
         travel = matrix[at][j.index]
         latest = j.latest_start_s
@@ -265,9 +265,9 @@ def insert_urgent(job: JobIn, routes: dict[int, tuple[CrewIn, list[Stop], list[J
                   matrix: list[list[int]]) -> tuple[int, int, list[int]] | None:
     """Best place for an urgent job: (crew id, position among its free jobs, job ids it makes late) or None.
 
-    `routes`: crew id → (crew, fixed stops, free jobs in order, free-at index, free-at time). Soonest
-    start of service wins; a position that makes no other stop late beats one that does; ties go to
-    the least added drive time. A crew that would end after its shift is not a candidate.
+    `routes`: crew id → (crew, fixed stops, free jobs in order, free-at index, free-at time). A position
+    that makes no other stop late beats one that does; then the soonest start of service wins; ties go
+    to the least added drive time. A crew that would end after its shift is not a candidate.
     """
     best = None
     for crew_id, (crew, fixed, free, at, t) in routes.items():

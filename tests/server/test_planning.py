@@ -151,7 +151,8 @@ def test_freeze_keeps_started_and_next_stops_first_in_order(instance, done_n, st
              for i, j in enumerate(jobs)]
     fixed, free, at, t = rules.freeze(route, crew.depot, now_s, crew.start_s, matrix)
     open_ = [p for p in route if not p.done]
-    want = min(len(open_), sum(p.started for p in open_) + 1)
+    started = sum(p.started for p in open_)
+    want = min(len(open_), started + (1 if started or now_s >= crew.start_s else 0))
     assert [s.job_id for s in fixed] == [p.job.id for p in open_[:want]]  # started + next, in their order
     assert [j.id for j in free] == [p.job.id for p in open_[want:]]  # the rest keeps its order for comparison
     assert t >= now_s and (not fixed or at == fixed[-1].index)
@@ -177,3 +178,203 @@ def test_urgent_insertion_keeps_shifts_and_others_order(instance, category, wher
     stops, end, _ = rules.evaluate(order, at, t, crew.depot, matrix)
     assert end <= crew.end_s
     assert [s.job_id for s in stops if s.job_id != 999] == [j.id for j in free]  # others keep their order
+
+
+# --- plans through the API (real reports, real dispatch, the real network) ---------------------
+
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from server.deps import Principal  # noqa: E402
+from server.planning import service  # noqa: E402
+from tests.server.test_crews import photo, problem  # noqa: E402
+
+CLEANSING = ("cleansing_north", "cleansing_south")
+OFF_NETWORK = (51.39781, -2.58656)  # inside B&NES, 1.4 km from the nearest road node
+
+
+def _spots(db, n: int) -> list[tuple[float, float]]:
+    """n real road junctions in Bath within 3 km of the depot, each in its own 300 m square (no duplicates)."""
+    return [tuple(r) for r in db.execute(text("""
+        SELECT lat, lon FROM (
+          SELECT DISTINCT ON (ST_SnapToGrid(n.geom, 300)) ST_Y(ST_Transform(n.geom, 4326)) AS lat,
+                 ST_X(ST_Transform(n.geom, 4326)) AS lon, md5(n.id::text) AS k
+            FROM road_nodes n, crews c
+           WHERE c.name = 'cleansing_north' AND n.main AND ST_DWithin(n.geom, c.depot, 3000)
+           ORDER BY ST_SnapToGrid(n.geom, 300), n.id) q ORDER BY k LIMIT :n"""), {"n": n}).all()]
+
+
+def _report(client, tokens, category, latlon, answers) -> str:
+    r = post(client, tokens["field_worker"], body(category=category, lat=latlon[0], lon=latlon[1], answers=answers))
+    assert r.status_code == 201, r.text
+    return r.json()["job"]["reference"]
+
+
+def _to_crew(client, tokens, db, ref: str, crew: str) -> None:
+    job = db.scalar(select(Job).where(Job.reference == ref))
+    if job.crew_id is None:
+        r = client.post(f"/api/v1/jobs/{ref}/assign", json={"crew": crew}, headers=auth(tokens["supervisor"]))
+        assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def day_jobs(client, tokens, db) -> list[str]:
+    """Ten graffiti and fly-tipping jobs at real places in Bath, each with a cleansing crew."""
+    refs = []
+    for i, spot in enumerate(_spots(db, 10)):
+        if i % 3 == 2:
+            ref = _report(client, tokens, "fly_tipping", spot, {"waste_type": ["household"], "size": "bag"})
+        else:
+            ref = _report(client, tokens, "graffiti", spot, {"offensive": "no"})
+        _to_crew(client, tokens, db, ref, CLEANSING[i % 2])
+        refs.append(ref)
+    return refs
+
+
+def _plan(client, tokens, day: date, **kw):
+    return client.post("/api/v1/plans", json={"day": day.isoformat(), **kw}, headers=auth(tokens["supervisor"]))
+
+
+def _sequences(plan: dict) -> dict[str, list[str]]:
+    return {r["crew"]: [s["job"] for s in r["stops"]] for r in plan["routes"]}
+
+
+def test_a_day_plan_routes_every_crew_job_within_shifts(client, tokens, db, day_jobs):
+    day = tomorrow()
+    r = _plan(client, tokens, day)
+    assert r.status_code == 201, r.text
+    plan = r.json()
+    placed = {s["job"]: r_["crew"] for r_ in plan["routes"] for s in r_["stops"]}
+    left = {u["job"]: u["reason"] for u in plan["unassigned"]}
+    assert set(day_jobs) <= set(placed) | set(left) and not set(placed) & set(left)
+    assert len([j for j in day_jobs if j in placed]) >= 8  # ten jobs in Bath fit two crews' day
+    clock = service.Clock.of(day)
+    for route in plan["routes"]:
+        crew = db.scalar(select(Crew).where(Crew.name == route["crew"]))
+        start, end = clock.wall(crew.shift_start), clock.wall(crew.shift_end)
+        times = [clock.s(datetime.fromisoformat(s["arrive_at"])) for s in route["stops"]]
+        assert times == sorted(times) and start <= times[0]
+        assert clock.s(datetime.fromisoformat(route["end_at"])) <= end
+        assert [s["seq"] for s in route["stops"]] == list(range(1, len(route["stops"]) + 1))
+        for s in route["stops"]:
+            assert s["category"] in crew.skills
+            assert not s["fixed"]  # the day has not started: nothing is fixed
+        assert route["travel_s"] > 0 and route["depot"]["name"] == "Midland Road depot"
+    # Jobs the plan gave to a crew are that crew's; the plan is stored and read back as the current version.
+    for ref, crew in placed.items():
+        assert db.scalar(select(Crew.name).join(Job, Job.crew_id == Crew.id).where(Job.reference == ref)) == crew
+    got = client.get(f"/api/v1/plans/{day.isoformat()}", headers=auth(tokens["advisor"]))
+    assert got.status_code == 200 and got.json()["version"] == plan["version"] and _sequences(got.json()) == \
+        _sequences(plan)
+    assert plan["totals"]["stops"] == len(placed) and plan["totals"]["unassigned"] == len(left)
+    again = _plan(client, tokens, day).json()
+    assert again["version"] == plan["version"] + 1
+    assert client.get(f"/api/v1/plans/{day.isoformat()}?version={plan['version']}",
+                      headers=auth(tokens["supervisor"])).json()["current"] is False
+
+
+def test_an_urgent_job_goes_into_one_crews_route_and_the_others_keep_theirs(client, tokens, db, day_jobs):
+    day = tomorrow()
+    before = _plan(client, tokens, day).json()
+    spot = _spots(db, 11)[-1]
+    ref = _report(client, tokens, "fly_tipping", spot, {"waste_type": ["asbestos_hazardous"], "size": "bag"})
+    assert db.scalar(select(Job.priority).where(Job.reference == ref)) == "urgent"
+    r = client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": ref}, headers=auth(tokens["supervisor"]))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["outcome"] == "inserted" and out["crew"] in CLEANSING
+    after = out["plan"]
+    assert after["version"] == before["version"] + 1
+    seq_before, seq_after = _sequences(before), _sequences(after)
+    assert ref in seq_after[out["crew"]]
+    assert [j for j in seq_after[out["crew"]] if j != ref] == seq_before.get(out["crew"], [])
+    for crew, jobs in seq_before.items():
+        if crew != out["crew"]:
+            assert seq_after[crew] == jobs
+    assert db.scalar(select(Crew.name).join(Job, Job.crew_id == Crew.id).where(Job.reference == ref)) == out["crew"]
+    # Twice: refused; a normal job: refused (re-plan instead).
+    again = client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": ref}, headers=auth(tokens["supervisor"]))
+    problem(again, "already-planned", 409)
+    problem(client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": day_jobs[0]},
+                        headers=auth(tokens["supervisor"])), "not-urgent", 422)
+
+
+def _plan_rows(db) -> int:
+    return db.scalar(select(func_count()).select_from(DayPlan))
+
+
+def func_count():
+    from sqlalchemy import func
+
+    return func.count()
+
+
+def test_bad_input_is_a_clear_4xx_and_writes_no_plan(client, tokens, db, day_jobs):
+    day = tomorrow()
+    n = _plan_rows(db)
+    problem(_plan(client, tokens, local_today(datetime.now(timezone.utc)) - timedelta(days=1)), "day-in-the-past", 422)
+    problem(client.post(f"/api/v1/plans/{day.isoformat()}/replan", headers=auth(tokens["supervisor"])), "no-plan", 409)
+    problem(client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": day_jobs[0]},
+                        headers=auth(tokens["supervisor"])), "no-plan", 409)
+    db.add(Crew(name="no_depot", title="A crew with nowhere to start", team="cleansing", skills=["graffiti"]))
+    db.flush()
+    p = problem(_plan(client, tokens, day), "crew-without-depot", 422)
+    assert p["fields"] == ["crews"] and p["crews"] == ["no_depot"]
+    db.execute(text("UPDATE crews SET active = false"))
+    problem(_plan(client, tokens, day), "empty-day", 422)
+    db.execute(text("UPDATE crews SET active = true WHERE name <> 'no_depot'"))
+    db.execute(text("UPDATE jobs SET status = 'on_hold' WHERE status IN ('assigned', 'accepted', 'in_progress')"))
+    problem(_plan(client, tokens, day), "empty-day", 422)
+    assert _plan_rows(db) == n
+    problem(client.get(f"/api/v1/plans/{day.isoformat()}", headers=auth(tokens["supervisor"])), "not-found", 404)
+
+
+def test_an_urgent_job_off_the_network_is_refused_and_the_plan_stays(client, tokens, db, day_jobs):
+    day = tomorrow()
+    before = _plan(client, tokens, day).json()
+    ref = _report(client, tokens, "fly_tipping", OFF_NETWORK, {"waste_type": ["asbestos_hazardous"], "size": "bag"})
+    r = client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": ref}, headers=auth(tokens["supervisor"]))
+    p = problem(r, "off-network", 422)
+    assert p["fields"] == ["job"] and "m away" in p["detail"]
+    now = client.get(f"/api/v1/plans/{day.isoformat()}", headers=auth(tokens["supervisor"])).json()
+    assert now["version"] == before["version"] and _sequences(now) == _sequences(before)
+
+
+def test_crew_today_arrive_complete_replans_the_rest(client, tokens, db, day_jobs):
+    today = local_today(datetime.now(timezone.utc))
+    eight = service.Clock.of(today).at(8 * 3600)
+    sup = Principal(token_id=0, name="test", role="supervisor")
+    plan = service.plan_day(db, sup, today, now=eight)
+    crew_id, first = db.execute(select(PlanStop.crew_id, Job.reference).join(Job, Job.id == PlanStop.job_id)
+                                .where(PlanStop.plan_id == plan.id).order_by(PlanStop.seq)).first()
+    crew_name = db.scalar(select(Crew.name).where(Crew.id == crew_id))
+    token = create_token(db, "crew", crew=crew_name, name=f"test-{crew_name}")[1]
+    today_view = client.get("/api/v1/me/plan", headers=auth(token)).json()
+    assert today_view["crew"] == crew_name and today_view["version"] == plan.version
+    refs = [s["job"] for s in today_view["stops"]]
+    assert refs[0] == first and today_view["next"] == first
+    assert all(db.scalar(select(Job.crew_id).where(Job.reference == r)) == crew_id for r in refs)
+    # Another crew's stop is not mine to arrive at.
+    other = db.scalar(select(Job.reference).join(PlanStop, PlanStop.job_id == Job.id)
+                      .where(PlanStop.plan_id == plan.id, PlanStop.crew_id != crew_id).limit(1))
+    if other:
+        problem(client.post(f"/api/v1/me/plan/stops/{other}/arrive", headers=auth(token)), "not-found", 404)
+    r = client.post(f"/api/v1/me/plan/stops/{first}/arrive", headers=auth(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["stops"][0]["arrived_at"] is not None
+    assert db.scalar(select(Job.status).where(Job.reference == first)) == "in_progress"
+    lat, lon = r.json()["stops"][0]["lat"], r.json()["stops"][0]["lon"]
+    pid = photo(client, token, first).json()["id"]
+    done = client.post(f"/api/v1/me/plan/stops/{first}/complete", headers=auth(token),
+                       json={"lat": lat, "lon": lon, "accuracy_m": 5, "photo_ids": [pid]})
+    assert done.status_code == 200, done.text
+    assert db.scalar(select(Job.status).where(Job.reference == first)) == "completed"
+    latest = db.scalar(select(DayPlan).where(DayPlan.day == today, DayPlan.current))
+    assert latest.version == plan.version + 1 and latest.reason == "stop completed"
+    assert first not in [s["job"] for s in done.json()["stops"]]
+    # The rest is re-planned from now: stops of this crew either stay in its route or wait with a reason.
+    rest = set(refs[1:])
+    view = client.get(f"/api/v1/plans/{today.isoformat()}", headers=auth(tokens["supervisor"])).json()
+    mine = next((r_ for r_ in view["routes"] if r_["crew"] == crew_name), {"stops": []})
+    assert rest == {s["job"] for s in mine["stops"]} | ({u["job"] for u in view["unassigned"]} & rest)
