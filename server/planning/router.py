@@ -120,11 +120,10 @@ def post_arrive(reference: str, session: SessionDep, who: Crew) -> dict:
              responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM})
 def post_complete(reference: str, body: CompleteIn, session: SessionDep, who: Crew):
     """Complete the job as POST jobs/{reference}/status would, then re-plan the rest of the day."""
-    job_id = session.scalar(select(Job.id).where(Job.reference == reference))
+    job_id = service.stop_job_id(session, who, reference)
     status, answer = change_status(session, who, reference, StatusIn(status="completed", **body.model_dump()))
     if status >= 400:
         return JSONResponse(answer, status_code=status)
-    if job_id is not None:
-        service.after_job_moved(session, job_id, who)
+    service.after_job_moved(session, job_id, who)
     plan = service.current_plan(session, service.local_today(datetime.now(timezone.utc)))
     return today_view(session, plan, who.crew_id or 0)

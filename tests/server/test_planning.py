@@ -350,6 +350,7 @@ def test_crew_today_arrive_complete_replans_the_rest(client, tokens, db, day_job
                                 .where(PlanStop.plan_id == plan.id).order_by(PlanStop.seq)).first()
     crew_name = db.scalar(select(Crew.name).where(Crew.id == crew_id))
     token = create_token(db, "crew", crew=crew_name, name=f"test-{crew_name}")[1]
+    db.commit()  # a savepoint here: a refused request's rollback must not take the token with it
     today_view = client.get("/api/v1/me/plan", headers=auth(token)).json()
     assert today_view["crew"] == crew_name and today_view["version"] == plan.version
     refs = [s["job"] for s in today_view["stops"]]
@@ -378,3 +379,17 @@ def test_crew_today_arrive_complete_replans_the_rest(client, tokens, db, day_job
     view = client.get(f"/api/v1/plans/{today.isoformat()}", headers=auth(tokens["supervisor"])).json()
     mine = next((r_ for r_ in view["routes"] if r_["crew"] == crew_name), {"stops": []})
     assert rest == {s["job"] for s in mine["stops"]} | ({u["job"] for u in view["unassigned"]} & rest)
+
+
+def test_a_stop_cancelled_by_a_supervisor_replans_the_rest_of_today(client, tokens, db, day_jobs):
+    today = local_today(datetime.now(timezone.utc))
+    sup = Principal(token_id=0, name="test", role="supervisor")
+    plan = service.plan_day(db, sup, today, now=service.Clock.of(today).at(8 * 3600))
+    ref = db.scalar(select(Job.reference).join(PlanStop, PlanStop.job_id == Job.id)
+                    .where(PlanStop.plan_id == plan.id).order_by(PlanStop.crew_id, PlanStop.seq.desc()).limit(1))
+    r = client.post(f"/api/v1/jobs/{ref}/status", json={"status": "cancelled", "note": "not ours"},
+                    headers=auth(tokens["supervisor"]))
+    assert r.status_code == 200, r.text
+    view = client.get(f"/api/v1/plans/{today.isoformat()}", headers=auth(tokens["supervisor"])).json()
+    assert view["version"] == plan.version + 1 and view["reason"] == "stop cancelled"
+    assert ref not in {s["job"] for r_ in view["routes"] for s in r_["stops"]} | {u["job"] for u in view["unassigned"]}
