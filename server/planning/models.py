@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, func
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint,
+                        func, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +24,12 @@ class RoadNode(Base):
     component: Mapped[int] = mapped_column(BigInteger)
     main: Mapped[bool] = mapped_column(Boolean)
 
+    __table_args__ = (
+        Index("ix_road_nodes_geom", "geom", postgresql_using="gist"),
+        # Snapping looks only at the main component (KNN on this partial index).
+        Index("ix_road_nodes_main_geom", "geom", postgresql_using="gist", postgresql_where=text("main")),
+    )
+
 
 class RoadEdge(Base):
     """A routable piece of a road segment; cost and reverse_cost in seconds (-1: not that way)."""
@@ -39,6 +46,12 @@ class RoadEdge(Base):
     speed_kmh: Mapped[float] = mapped_column(Float)
     geom = mapped_column(Geometry("LINESTRING", srid=SRID, spatial_index=False), nullable=False)
 
+    __table_args__ = (
+        Index("ix_road_edges_source", "source"),
+        Index("ix_road_edges_target", "target"),
+        Index("ix_road_edges_asset", "asset_id"),
+    )
+
 
 class DayPlan(Base):
     """One version of a day's plan for all crews; exactly one version per day is current."""
@@ -52,6 +65,11 @@ class DayPlan(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     totals: Mapped[dict] = mapped_column(JSONB, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("day", "version", name="uq_day_plans_day_version"),
+        Index("ux_day_plans_current", "day", unique=True, postgresql_where=text("current")),
+    )
 
 
 class PlanStop(Base):
@@ -70,6 +88,11 @@ class PlanStop(Base):
     service_s: Mapped[int] = mapped_column(Integer)
     fixed: Mapped[bool] = mapped_column(Boolean, default=False)
     arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("plan_id", "job_id", name="uq_plan_stops_plan_job"),
+        UniqueConstraint("plan_id", "crew_id", "seq", name="uq_plan_stops_plan_crew_seq"),
+    )
 
 
 class PlanRoute(Base):
