@@ -12,6 +12,7 @@ one no longer works (a stop would miss its due time) or it saves at least `REORD
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import vroom
 
@@ -24,6 +25,11 @@ PRIORITY_WEIGHT = {"emergency": 100, "urgent": 60, "normal": 20, "low": 5}
 URGENT = ("emergency", "urgent")
 # Categories that fill the van: one load each, up to the crew's capacity.
 LOAD = {"fly_tipping": 1}
+# VROOM's search grows fast with size (on this 2-core machine: 100 jobs at level 5 ≈ 7 s of CPU, 300 jobs
+# at level 0 ≈ 10 s): deep search for small days, then a time limit (the best solution found so far).
+PLAN_TIME_LIMIT_S = 3.0
+REPLAN_TIME_LIMIT_S = 0.8
+REPLAN_EXPLORATION = 2
 REORDER_MIN_GAIN_S = 15 * 60
 REORDER_MIN_SHARE = 0.10
 DAY_S = 24 * 3600
@@ -156,8 +162,32 @@ def evaluate(order: list[JobIn], start_index: int, start_s: int, end_index: int,
     return stops, t + back, back
 
 
+def exploration_for(n_jobs: int) -> int:
+    """VROOM exploration level for a problem of this size (5 = deepest)."""
+    return 5 if n_jobs <= 40 else 2 if n_jobs <= 100 else 0
+
+
+def solve_per_crew(crews: list[CrewIn], jobs: list[JobIn], matrix: list[list[int]], *, earliest_s: int = 0,
+                   starts: dict[int, tuple[int, int]] | None = None) -> Plan:
+    """As `solve` for a re-plan, where every job is pinned to its crew: one small problem per crew (fast)."""
+    plan = Plan({}, {})
+    by_crew: dict[int | None, list[JobIn]] = {}
+    for j in jobs:
+        by_crew.setdefault(j.pinned_crew, []).append(j)
+    share = REPLAN_TIME_LIMIT_S / max(len(crews), 1)
+    for c in crews:
+        part = solve([c], by_crew.pop(c.id, []), matrix, earliest_s=earliest_s, starts=starts,
+                     exploration=REPLAN_EXPLORATION, threads=1, time_limit_s=share)
+        plan.routes.update(part.routes)
+        plan.unassigned.update(part.unassigned)
+    for j in (j for rest in by_crew.values() for j in rest):  # its crew is not in the plan (or none)
+        plan.unassigned[j.id] = reason_unassigned(j, crews, matrix, earliest_s)
+    return plan
+
+
 def solve(crews: list[CrewIn], jobs: list[JobIn], matrix: list[list[int]], *, earliest_s: int = 0,
-          starts: dict[int, tuple[int, int]] | None = None, exploration: int = 5, threads: int = 1) -> Plan:
+          starts: dict[int, tuple[int, int]] | None = None, exploration: int | None = None, threads: int = 2,
+          time_limit_s: float | None = PLAN_TIME_LIMIT_S) -> Plan:
     """Routes for `crews` over `jobs` with VROOM (skills, shift windows, due times, loads, priorities).
 
     `starts` overrides a crew's start (matrix index, time) — where and when it is free after its fixed stops.
@@ -192,7 +222,9 @@ def solve(crews: list[CrewIn], jobs: list[JobIn], matrix: list[list[int]], *, ea
         problem.add_job(vroom.Job(j.id, location=j.index, default_service=j.service_s, skills=need,
                                   priority=PRIORITY_WEIGHT.get(j.priority, 20), time_windows=windows,
                                   pickup=[LOAD.get(j.category, 0)]))
-    out = problem.solve(exploration_level=exploration, nb_threads=threads).to_dict()
+    level = exploration_for(len(placeable)) if exploration is None else exploration
+    limit = timedelta(seconds=time_limit_s) if time_limit_s else None
+    out = problem.solve(exploration_level=level, nb_threads=threads, timeout=limit).to_dict()
     by_id = {j.id: j for j in jobs}
     for r in out.get("routes", []):
         route = routes[r["vehicle"]]

@@ -186,7 +186,7 @@ def _replan(session: Session, old: DayPlan, w: World, now: datetime) -> tuple[ru
     fixed_ids = {s.job_id for fixed, *_ in state.values() for s in fixed}
     free_jobs = [j for j in w.job_in.values() if j.id not in fixed_ids]
     starts = {cid: (at, t) for cid, (fixed, free, at, t, _, _) in state.items()}
-    plan = rules.solve(list(w.crew_in.values()), free_jobs, w.matrix, earliest_s=w.earliest_s, starts=starts)
+    plan = rules.solve_per_crew(list(w.crew_in.values()), free_jobs, w.matrix, earliest_s=w.earliest_s, starts=starts)
     for cid, (fixed, free, at, t, old_stops, old_end) in state.items():
         new = plan.routes.get(cid)
         if new is None:  # past the end of its shift: only its fixed stops, then back to the depot
