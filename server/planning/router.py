@@ -75,13 +75,14 @@ def post_plan(session: SessionDep, who: Supervisor, body: PlanIn | None = None) 
 @router.get("/plans/{day}", summary="Supervisor: a day's plan (current version, or ?version=N)",
             responses={404: PROBLEM})
 def get_plan(day: date, session: SessionDep, who: Watcher,
-             version: int | None = Query(None, ge=1, le=1_000_000)) -> dict:
+             version: int | None = Query(None, ge=1, le=1_000_000),
+             paths: bool = Query(False, description="add each route's roads as GeoJSON (`path`)")) -> dict:
     """Each crew's ordered stops with times, totals, and the jobs left out with the reason."""
     q = select(DayPlan).where(DayPlan.day == day)
     plan = session.scalar(q.where(DayPlan.version == version) if version else q.where(DayPlan.current))
     if plan is None:
         raise NotFound(f"no plan for {day}" + (f" version {version}" if version else ""), fields=["day"])
-    return plan_view(session, plan)
+    return plan_view(session, plan, paths=paths)
 
 
 @router.post("/plans/{day}/replan", summary="Supervisor: re-plan the rest of the day (started and next stops stay)",

@@ -72,6 +72,7 @@ class World:
     off_network: dict[int, str]
     matrix: list[list[int]]
     earliest_s: int
+    nodes: list[int]
 
 
 def local_today(now: datetime) -> date:
@@ -116,7 +117,7 @@ def _world(session: Session, day: date, now: datetime, crews: list[Crew], jobs: 
                                 clock.s(j.due_at) if j.due_at else None, pinned.get(j.id))
               for j in jobs if j.id not in off}
     return World(clock, {c.id: c for c in crews}, crew_in, {j.id: j for j in jobs}, job_in, off, matrix,
-                 max(clock.s(now), 0))
+                 max(clock.s(now), 0), nodes)
 
 
 def _open_jobs(session: Session, crew_ids: list[int]) -> list[Job]:
@@ -228,7 +229,7 @@ def _store(session: Session, who: Principal | str, w: World, plan: rules.Plan, f
                               travel_s=travel, service_s=service, stops=len(stops)))
         for seq, s in enumerate(stops, start=1):
             job = w.jobs[s.job_id]
-            session.add(PlanStop(plan_id=row.id, crew_id=cid, seq=seq, job_id=s.job_id, node_id=0,
+            session.add(PlanStop(plan_id=row.id, crew_id=cid, seq=seq, job_id=s.job_id, node_id=w.nodes[s.index],
                                  arrive_at=w.clock.at(s.start_s), depart_at=w.clock.at(s.depart_s),
                                  travel_s=s.travel_s, service_s=s.service_s, fixed=s.fixed,
                                  arrived_at=arrived.get(s.job_id)))

@@ -1,7 +1,9 @@
 """Day plans as JSON: the supervisor's whole day and a crew's "Today" (WGS84, ISO times)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
+
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from server.dispatch.models import Crew
@@ -38,18 +40,52 @@ def _crews(session: Session, ids: list[int]) -> dict[int, tuple]:
                                              .where(Crew.id.in_(ids or [0]))).all()}
 
 
-def plan_view(session: Session, plan: DayPlan) -> dict:
+def route_paths(session: Session, plan: DayPlan) -> dict[int, dict | None]:
+    """Per crew, the roads its route drives (depot → stops → depot) as WGS84 GeoJSON (pgr_dijkstra per leg)."""
+    from server.planning.matrix import EDGES_SQL
+
+    rows = session.execute(text("""
+        SELECT s.crew_id, s.node_id, (SELECT n.id FROM road_nodes n WHERE n.main
+                                       ORDER BY n.geom <-> c.depot LIMIT 1) AS depot
+          FROM plan_stops s JOIN crews c ON c.id = s.crew_id WHERE s.plan_id = :p ORDER BY s.crew_id, s.seq"""),
+                           {"p": plan.id}).all()
+    legs: dict[int, list[tuple[int, int]]] = {}
+    for crew_id in dict.fromkeys(r.crew_id for r in rows):
+        mine = [r for r in rows if r.crew_id == crew_id]
+        seq = [mine[0].depot] + [r.node_id for r in mine] + [mine[0].depot]
+        legs[crew_id] = [(a, b) for a, b in zip(seq, seq[1:]) if a != b]
+    pairs = sorted({p for ls in legs.values() for p in ls})
+    if not pairs:
+        return {}
+    values = ", ".join(f"({int(a)}, {int(b)})" for a, b in pairs)
+    edges_of: dict[tuple[int, int], list[int]] = {}
+    for a, b, edge in session.execute(text(
+            "SELECT start_vid, end_vid, edge FROM pgr_dijkstra(:edges, :combos, directed => true) WHERE edge > 0"),
+            {"edges": EDGES_SQL, "combos": f"SELECT * FROM (VALUES {values}) AS t(source, target)"}).all():
+        edges_of.setdefault((a, b), []).append(edge)
+    out = {}
+    for crew_id, ls in legs.items():
+        ids = sorted({e for p in ls for e in edges_of.get(p, [])})
+        geo = session.execute(text("SELECT ST_AsGeoJSON(ST_Transform(ST_Collect(geom), 4326), 6) FROM road_edges "
+                                   "WHERE id = ANY(:ids)"), {"ids": ids}).scalar() if ids else None
+        out[crew_id] = json.loads(geo) if geo else None
+    return out
+
+
+def plan_view(session: Session, plan: DayPlan, *, paths: bool = False) -> dict:
     """The whole plan: per crew its route and totals, and the jobs left out with their reasons."""
     routes = session.scalars(select(PlanRoute).where(PlanRoute.plan_id == plan.id).order_by(PlanRoute.crew_id)).all()
     stops = _stops(session, plan)
     crews = _crews(session, [r.crew_id for r in routes])
+    drawn = route_paths(session, plan) if paths else {}
     out = []
     for r in routes:
         c = crews[r.crew_id]
         out.append({"crew": c.name, "title": c.title,
                     "depot": {"name": c.depot_name, "lat": round(c[5], 6), "lon": round(c[4], 6)},
                     "start_at": iso(r.start_at), "end_at": iso(r.end_at), "travel_s": r.travel_s,
-                    "service_s": r.service_s, "stops": [stop_view(s) for s in stops if s.PlanStop.crew_id == r.crew_id]})
+                    "service_s": r.service_s, "stops": [stop_view(s) for s in stops if s.PlanStop.crew_id == r.crew_id],
+                    **({"path": drawn.get(r.crew_id)} if paths else {})})
     left = session.execute(select(Job.reference, Job.category_code, Job.priority, Job.due_at, PlanUnassigned.reason)
                            .join(Job, Job.id == PlanUnassigned.job_id).where(PlanUnassigned.plan_id == plan.id)
                            .order_by(Job.reference)).all()
