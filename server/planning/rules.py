@@ -168,16 +168,20 @@ def exploration_for(n_jobs: int) -> int:
 
 
 def solve_per_crew(crews: list[CrewIn], jobs: list[JobIn], matrix: list[list[int]], *, earliest_s: int = 0,
-                   starts: dict[int, tuple[int, int]] | None = None) -> Plan:
-    """As `solve` for a re-plan, where every job is pinned to its crew: one small problem per crew (fast)."""
+                   starts: dict[int, tuple[int, int]] | None = None, replan: bool = True) -> Plan:
+    """As `solve` when every job is pinned to its crew: one small problem per crew (fast).
+
+    A re-plan gets `REPLAN_TIME_LIMIT_S` in all at a fixed exploration level; a first plan shares
+    `PLAN_TIME_LIMIT_S` and searches as deep as each crew's size allows.
+    """
     plan = Plan({}, {})
     by_crew: dict[int | None, list[JobIn]] = {}
     for j in jobs:
         by_crew.setdefault(j.pinned_crew, []).append(j)
-    share = REPLAN_TIME_LIMIT_S / max(len(crews), 1)
+    share = (REPLAN_TIME_LIMIT_S if replan else PLAN_TIME_LIMIT_S) / max(len(crews), 1)
     for c in crews:
         part = solve([c], by_crew.pop(c.id, []), matrix, earliest_s=earliest_s, starts=starts,
-                     exploration=REPLAN_EXPLORATION, threads=1, time_limit_s=share)
+                     exploration=REPLAN_EXPLORATION if replan else None, threads=1, time_limit_s=share)
         plan.routes.update(part.routes)
         plan.unassigned.update(part.unassigned)
     for j in (j for rest in by_crew.values() for j in rest):  # its crew is not in the plan (or none)

@@ -147,11 +147,13 @@ def plan_day(session: Session, who: Principal | str, day: date, *, now: datetime
     jobs = _open_jobs(session, [c.id for c in crews])
     if not jobs:
         raise _bad(f"no open crew jobs to plan on {day}", "empty-day", ["day"])
-    # Accepted and started jobs stay with their crew; once a day is planned, every job stays with its crew.
-    pinned = {j.id: j.crew_id for j in jobs if old is not None or j.status != "assigned"}
+    # Dispatch chose each job's crew (zone, skill, load): the plan orders each crew's day and does not move
+    # jobs between crews (only an urgent insertion picks the crew). Skills and shifts are still checked.
+    pinned = {j.id: j.crew_id for j in jobs}
     w = _world(session, day, now, crews, jobs, pinned)
     if old is None:
-        plan = rules.solve(list(w.crew_in.values()), list(w.job_in.values()), w.matrix, earliest_s=w.earliest_s)
+        plan = rules.solve_per_crew(list(w.crew_in.values()), list(w.job_in.values()), w.matrix,
+                                    earliest_s=w.earliest_s, replan=False)
         fixed_by_crew: dict[int, list[rules.Stop]] = {}
     else:
         plan, fixed_by_crew = _replan(session, old, w, now)
