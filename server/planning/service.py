@@ -278,7 +278,10 @@ def after_job_moved(session: Session, job_id: int, who: Principal | str, *, now:
     except DomainError as exc:  # e.g. the day emptied: the status change stands, the old plan stays
         session.rollback()
         log.info("re-plan after job %s skipped: %s", job_id, exc.detail)
-        return None
+    except Exception:  # the move is committed and answered; a failed re-plan must not turn it into a 500
+        session.rollback()
+        log.exception("re-plan after job %s failed; the previous plan stays current", job_id)
+    return None
 
 
 def insert_urgent(session: Session, who: Principal, day: date, reference: str, *,

@@ -139,6 +139,10 @@ def _check_plan(crews, jobs, matrix, plan):
 def test_plans_keep_shifts_skills_due_times_and_loads(instance):
     crews, jobs, matrix = instance
     _check_plan(crews, jobs, matrix, rules.solve(crews, jobs, matrix, exploration=1))
+    # One crew at a time (how POST /plans runs): the same guarantees; a job pinned to no crew is left out.
+    per_crew = rules.solve_per_crew(crews, jobs, matrix, replan=False)
+    _check_plan(crews, jobs, matrix, per_crew)
+    assert all(j.id in per_crew.unassigned for j in jobs if j.pinned_crew is None)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
