@@ -397,3 +397,16 @@ def test_a_stop_cancelled_by_a_supervisor_replans_the_rest_of_today(client, toke
     view = client.get(f"/api/v1/plans/{today.isoformat()}", headers=auth(tokens["supervisor"])).json()
     assert view["version"] == plan.version + 1 and view["reason"] == "stop cancelled"
     assert ref not in {s["job"] for r_ in view["routes"] for s in r_["stops"]} | {u["job"] for u in view["unassigned"]}
+
+
+def test_a_job_off_the_network_is_left_out_of_the_plan_with_the_reason_and_queued(client, tokens, db, day_jobs):
+    ref = _report(client, tokens, "graffiti", OFF_NETWORK, {"offensive": "no"})
+    _to_crew(client, tokens, db, ref, "cleansing_south")
+    plan = _plan(client, tokens, tomorrow())
+    assert plan.status_code == 201, plan.text
+    left = {u["job"]: u["reason"] for u in plan.json()["unassigned"]}
+    assert left[ref].startswith("off the road network (nearest road") and left[ref].endswith("m away)")
+    queue = client.get("/api/v1/dispatch/queue?limit=500", headers=auth(tokens["supervisor"])).json()["items"]
+    mine = [i for i in queue if i["reference"] == ref]
+    assert mine and mine[0]["queue_reason"] == "day plan: " + left[ref]
+    assert set(day_jobs) <= {s["job"] for r in plan.json()["routes"] for s in r["stops"]} | set(left)
