@@ -1,4 +1,4 @@
-"""Bench (c), issue 15: plan 10 crews × 300 jobs on the real B&NES road graph (≤ 5 s incl. matrix), re-plan (≤ 1 s).
+"""Bench (c), issue 15: 10 crews × 300 jobs on the real B&NES road graph: plan ≤ 5 s incl. matrix, re-plan ≤ 1 s.
 
 Runs against a database the importer has built the road graph in (default: $KERBSIDE_DATABASE_URL):
     .venv/bin/python -m bench.plan_scale --crews 10 --jobs 300 --repeat 3

@@ -140,7 +140,8 @@ def main() -> None:
             late += sum(1 for st in stops if st.depart_s > due[st.job_id])
         results[method] = (drive, done, late)
         left = sum(len(v) for v in by_crew.values()) - done
-        print(f"{method:11} drive {drive / 60:6.1f} min ({drive / 60 / max(done, 1):4.1f} min a job)  jobs done {done:3}  "
+        print(f"{method:11} drive {drive / 60:6.1f} min ({drive / 60 / max(done, 1):4.1f} min a job)  "
+              f"jobs done {done:3}  "
               f"SLA breaches {late:2}  left over {left}")
     base = results["one-by-one"][0]
     for method in ("nearest", "vroom"):

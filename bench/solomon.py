@@ -16,7 +16,6 @@ import csv
 import math
 import statistics
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import vroom

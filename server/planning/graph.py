@@ -80,7 +80,8 @@ def build_graph(conn: Connection, layer: str = "roads", *, force: bool = False) 
     conn.execute(text("""
         CREATE TEMP TABLE _pend ON COMMIT DROP AS
         SELECT id, k, p, ST_ClusterDBSCAN(p, eps := :tol, minpoints := 1) OVER () AS c FROM (
-          SELECT id, 0 AS k, ST_StartPoint(g) AS p FROM _piece UNION ALL SELECT id, 1, ST_EndPoint(g) FROM _piece) q"""),
+          SELECT id, 0 AS k, ST_StartPoint(g) AS p FROM _piece
+          UNION ALL SELECT id, 1, ST_EndPoint(g) FROM _piece) q"""),
                  {"tol": NODE_TOLERANCE_M})
     conn.execute(text("""
         INSERT INTO road_nodes (id, geom, component, main)

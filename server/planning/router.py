@@ -12,7 +12,6 @@ from sqlalchemy import select
 from server.deps import Principal, SessionDep, require
 from server.dispatch.crew import StatusIn, change_status
 from server.errors import NotFound
-from server.jobs.models import Job
 from server.planning import service
 from server.planning.models import DayPlan
 from server.planning.views import plan_view, today_view

@@ -3,11 +3,12 @@
 Times are seconds since the day's local midnight; places are indices into a travel-time matrix.
 
 The freeze rule (what a re-plan may not change): a crew's stops that are started (arrived at, or the
-job in progress) and, once its shift has begun, the next stop after them are *fixed*: they keep their order at the head of the
-route and the rest is planned from where and when the crew will be free. After a completed, held or
-cancelled stop the rest of a crew's route is re-solved, but the new order is adopted only when the old
-one no longer works (a stop would miss its due time) or it saves at least `REORDER_MIN_GAIN_S` or
-`REORDER_MIN_SHARE` of the remaining time; otherwise the crew keeps its order with fresh times.
+job in progress) and, once its shift has begun, the next stop after them are *fixed*: they keep their
+order at the head of the route and the rest is planned from where and when the crew will be free.
+After a completed, held or cancelled stop the rest of a crew's route is re-solved, but the new order is
+adopted only when the old one no longer works (a stop would miss its due time) or it saves at least
+`REORDER_MIN_GAIN_S` or `REORDER_MIN_SHARE` of the remaining time; otherwise the crew keeps its order
+with fresh times.
 """
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ from server.config import get_settings
 from server.deps import Principal
 from server.dispatch.models import Crew
 from server.errors import Conflict, DomainError, NotFound
-from server.jobs import rules as job_rules
 from server.jobs.models import Job
 from server.jobs.service import append_event
 from server.planning import matrix as mx
@@ -262,7 +261,8 @@ def replan(session: Session, who: Principal | str, day: date, *, reason: str, no
     return plan_day(session, who, day, now=now, reason=reason)
 
 
-def after_job_moved(session: Session, job_id: int, who: Principal | str, *, now: datetime | None = None) -> DayPlan | None:
+def after_job_moved(session: Session, job_id: int, who: Principal | str, *,
+                    now: datetime | None = None) -> DayPlan | None:
     """After a stop's job is completed, held or cancelled (committed): re-plan the rest of today, if planned."""
     now = now or datetime.now(timezone.utc)
     day = local_today(now)

@@ -25,7 +25,8 @@ from tests.mobile.conftest import ARTIFACTS, LANSDOWN, ROOT, free_port, make_tok
 GRIT_BIN = ("208", (51.404381, -2.342137))  # GBIN: Gloucester Rd o/s Turnpike Cottage (B&NES open data)
 SCREENS = ("01-signin", "02-signin-unreachable", "03-home", "04-category", "05-report-poor-fix", "06-pin-plan",
            "07-pin-map-no-tiles", "08-report-filled", "09-report-bottom", "10-queue-sent", "11-queue-failed",
-           "12-my-reports", "13-home-crew", "13b-today", "13c-today-arrived", "14-jobs", "15-job", "16-job-in-progress", "17-job-completed",
+           "12-my-reports", "13-home-crew", "13b-today",
+           "13c-today-arrived", "14-jobs", "15-job", "16-job-in-progress", "17-job-completed",
            "18-queue-crew")
 
 

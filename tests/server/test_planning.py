@@ -186,8 +186,6 @@ def test_urgent_insertion_keeps_shifts_and_others_order(instance, category, wher
 
 # --- plans through the API (real reports, real dispatch, the real network) ---------------------
 
-import uuid  # noqa: E402
-
 import pytest  # noqa: E402
 
 from server.deps import Principal  # noqa: E402
@@ -298,7 +296,8 @@ def test_an_urgent_job_goes_into_one_crews_route_and_the_others_keep_theirs(clie
             assert seq_after[crew] == jobs
     assert db.scalar(select(Crew.name).join(Job, Job.crew_id == Crew.id).where(Job.reference == ref)) == out["crew"]
     # Twice: refused; a normal job: refused (re-plan instead).
-    again = client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": ref}, headers=auth(tokens["supervisor"]))
+    again = client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": ref},
+                        headers=auth(tokens["supervisor"]))
     problem(again, "already-planned", 409)
     problem(client.post(f"/api/v1/plans/{day.isoformat()}/urgent", json={"job": day_jobs[0]},
                         headers=auth(tokens["supervisor"])), "not-urgent", 422)
