@@ -135,7 +135,7 @@ def _road_network(engine: Engine, m: Manifest, force: bool, progress: Progress) 
             ]
             if g["other_components"]:
                 summary.notes.append(f"{g['other_segments']} segments outside it: " + ", ".join(
-                    f"{c['segments']} seg / {c['metres']:.0f} m (asset {c['example_asset_id']})"
+                    f"{c.get('street') or 'asset ' + str(c['example_asset_id'])} ({c['segments']} seg, {c['metres']:.0f} m)"
                     for c in g["other_components"][:8]) + ("…" if len(g["other_components"]) > 8 else ""))
             if g["status"] == "imported":
                 conn.execute(text("INSERT INTO import_runs (entry, source_sha256, summary) "

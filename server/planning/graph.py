@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 NODE_TOLERANCE_M = 1.0
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"  # 2: the summary names each small component's longest road
 # Urban-ish average speeds (km/h) by OS road classification; Bath's centre is 20 mph and congested.
 SPEED_KMH = {
     "Primary Road": 56.0, "A Road": 40.0, "B Road": 35.0, "Minor Road": 32.0, "Local Road": 24.0,
@@ -104,8 +104,11 @@ def build_graph(conn: Connection, layer: str = "roads", *, force: bool = False) 
          WHERE cc.node = n.id"""))
     rows = conn.execute(text("""
         SELECT n.component, count(*) AS pieces, count(DISTINCT p.sid) AS segments,
-               round(sum(e.length_m)::numeric, 0) AS metres, min(e.asset_id) AS example
+               round(sum(e.length_m)::numeric, 0) AS metres, min(e.asset_id) AS example,
+               (array_agg(coalesce(a.name, a.attributes->>'classification', a.external_ref)
+                          ORDER BY e.length_m DESC))[1] AS street
           FROM road_edges e JOIN _piece p ON p.id = e.id JOIN road_nodes n ON n.id = e.source
+          JOIN assets a ON a.id = e.asset_id
          GROUP BY n.component ORDER BY 3 DESC, 2 DESC""")).all()
     main = rows[0].component if rows else None
     conn.execute(text("UPDATE road_nodes SET main = (component = :m)"), {"m": main})
@@ -116,7 +119,7 @@ def build_graph(conn: Connection, layer: str = "roads", *, force: bool = False) 
     oneway = conn.execute(text("SELECT count(*) FROM road_edges WHERE cost < 0 OR reverse_cost < 0")).scalar_one()
     main_segments = rows[0].segments if rows else 0
     rest = [{"component": int(r.component), "segments": int(r.segments), "metres": float(r.metres),
-             "example_asset_id": int(r.example)} for r in rows[1:]]
+             "example_asset_id": int(r.example), "street": r.street} for r in rows[1:]]
     share = main_segments / segments if segments else 0.0
     return {"status": "imported", "imported": edges, "nodes": nodes, "edges": edges, "segments": segments,
             "t_junction_splits": int(cuts), "one_way_edges": oneway, "components": len(rows),
