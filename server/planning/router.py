@@ -1,6 +1,7 @@
 """Day-plan endpoints: supervisors plan, re-plan and insert urgent jobs; crews read "Today" and arrive at stops."""
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timezone
 from typing import Annotated
 
@@ -53,6 +54,7 @@ class CompleteIn(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     accuracy_m: float | None = Field(None, ge=0, le=100_000)
     photo_ids: list[int] = Field(default_factory=list, max_length=20)
+    client_id: uuid.UUID | None = Field(None, description="idempotency key from the device")
 
 
 def _guarded(session, fn, *args, **kwargs):

@@ -353,11 +353,12 @@ def insert_urgent(session: Session, who: Principal, day: date, reference: str, *
 
 
 def stop_job_id(session: Session, who: Principal, reference: str, *, now: datetime | None = None) -> int:
-    """The id of a job that is a stop of the caller's crew in today's plan, else 404."""
-    plan = current_plan(session, local_today(now or datetime.now(timezone.utc)))
-    job_id = None if plan is None or not who.crew_id else session.scalar(
-        select(PlanStop.job_id).join(Job, Job.id == PlanStop.job_id)
-        .where(PlanStop.plan_id == plan.id, PlanStop.crew_id == who.crew_id, Job.reference == reference))
+    """The id of a job that is (or was, in an earlier version: a retried completion) a stop of the caller's
+    crew in today's plan, else 404."""
+    today = local_today(now or datetime.now(timezone.utc))
+    job_id = None if not who.crew_id else session.scalar(
+        select(PlanStop.job_id).join(Job, Job.id == PlanStop.job_id).join(DayPlan, DayPlan.id == PlanStop.plan_id)
+        .where(DayPlan.day == today, PlanStop.crew_id == who.crew_id, Job.reference == reference).limit(1))
     if job_id is None:
         raise NotFound(f"{reference} is not a stop of your plan today", fields=["reference"])
     return job_id

@@ -186,6 +186,8 @@ def test_urgent_insertion_keeps_shifts_and_others_order(instance, category, wher
 
 # --- plans through the API (real reports, real dispatch, the real network) ---------------------
 
+import uuid  # noqa: E402
+
 import pytest  # noqa: E402
 
 from server.deps import Principal  # noqa: E402
@@ -370,9 +372,12 @@ def test_crew_today_arrive_complete_replans_the_rest(client, tokens, db, day_job
     assert db.scalar(select(Job.status).where(Job.reference == first)) == "in_progress"
     lat, lon = r.json()["stops"][0]["lat"], r.json()["stops"][0]["lon"]
     pid = photo(client, token, first).json()["id"]
-    done = client.post(f"/api/v1/me/plan/stops/{first}/complete", headers=auth(token),
-                       json={"lat": lat, "lon": lon, "accuracy_m": 5, "photo_ids": [pid]})
+    body = {"lat": lat, "lon": lon, "accuracy_m": 5, "photo_ids": [pid], "client_id": str(uuid.uuid4())}
+    done = client.post(f"/api/v1/me/plan/stops/{first}/complete", headers=auth(token), json=body)
     assert done.status_code == 200, done.text
+    # The device retries (no answer reached it): the same answer, no second move, no second re-plan.
+    again = client.post(f"/api/v1/me/plan/stops/{first}/complete", headers=auth(token), json=body)
+    assert again.status_code == 200 and again.json()["version"] == done.json()["version"]
     assert db.scalar(select(Job.status).where(Job.reference == first)) == "completed"
     latest = db.scalar(select(DayPlan).where(DayPlan.day == today, DayPlan.current))
     assert latest.version == plan.version + 1 and latest.reason == "stop completed"
