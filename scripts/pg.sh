@@ -87,16 +87,23 @@ ALTER ROLE kerbside PASSWORD '$(cat "$PWFILE")';
 SQL
   if ! psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='kerbside'" | grep -q 1; then
     createdb_ kerbside
+  else
+    extensions_ kerbside  # a database made before an extension was added (pgRouting: migration 0010)
   fi
   (umask 077; printf 'KERBSIDE_DATABASE_URL=%s\n' "$(url_for kerbside)" > "$DATA/local.env")
+}
+
+extensions_() {
+  # Extensions need a superuser; create them here so migrations run as the app role.
+  psql_admin -d "$1" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS btree_gist; CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE EXTENSION IF NOT EXISTS pgrouting;" >/dev/null \
+    || die "could not create the extensions in $1 (pgRouting missing? run: make install)"
 }
 
 createdb_() {
   local name="$1"
   psql_admin -d postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
   psql_admin -d postgres -c "CREATE DATABASE \"$name\" OWNER kerbside" >/dev/null
-  # Extensions need a superuser; create them here so migrations run as the app role.
-  psql_admin -d "$name" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS btree_gist; CREATE EXTENSION IF NOT EXISTS pg_trgm;" >/dev/null
+  extensions_ "$name"
 }
 
 case "${1:-}" in

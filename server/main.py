@@ -16,6 +16,7 @@ from server.catalogue.router import router as categories_router
 from server.health import router as health_router
 from server.inbound.router import router as contractor_router
 from server.dispatch.router import router as dispatch_router
+from server.planning.router import router as planning_router
 from server.jobs.router import router as jobs_router
 from server.ogc.router import router as ogc_router
 from server.open311.router import router as open311_router
@@ -116,6 +117,7 @@ def create_app() -> FastAPI:
     app.include_router(reports_router)
     # Before the jobs router: /jobs/overdue is not a job reference.
     app.include_router(dispatch_router)
+    app.include_router(planning_router)
     app.include_router(jobs_router)
     app.include_router(contractor_router)
     app.include_router(outbox_router)

@@ -10,3 +10,4 @@ from server.jobs.models import Job, JobEvent  # noqa: F401
 from server.outbox.models import OutboxMessage, Subscription  # noqa: F401
 from server.reports.models import Photo, Report  # noqa: F401
 from server.notifications.models import Chaser, ContactAccess, Notification, ReporterContact  # noqa: F401
+from server.planning.models import DayPlan, PlanRoute, PlanStop, PlanUnassigned, RoadEdge, RoadNode  # noqa: F401

@@ -37,6 +37,7 @@ def _notes(summaries: list[EntrySummary]) -> list[str]:
                                 ("zero-length lines dropped", s.zero_length_examples)):
             if examples:
                 out.append(f"{s.entry}: {label}: {', '.join(examples)}")
+        out.extend(f"{s.entry}: {note}" for note in s.notes)
         if s.stale_kept:
             out.append(f"{s.entry}: {s.stale_kept} rows no longer in the source kept (referenced by jobs/reports)")
     return out

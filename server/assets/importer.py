@@ -66,6 +66,7 @@ class EntrySummary:
     seconds: float = 0.0
     source_sha256: str | None = None
     entry_hash: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -104,10 +105,47 @@ def import_all(*, manifest: Path | None = None, data_dir: Path | None = None, on
                 if summary.status == "failed" and e.on_error == "stop":
                     raise ImportFailed(summary, done)
             _reenrich_if_base_changed(engine, m, done)
+            if any(e.target == m.streets_layer for e in entries) and not any(
+                    s.status == "failed" and s.target == m.streets_layer for s in done):
+                done.append(_road_network(engine, m, force, progress))
         finally:
             lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
             lock.commit()
     return done
+
+
+def _road_network(engine: Engine, m: Manifest, force: bool, progress: Progress) -> EntrySummary:
+    """Build the routable graph from the streets layer (skipped when the layer and settings are unchanged)."""
+    from server.planning.graph import build_graph
+
+    task = progress.add_task("road_network", total=1)
+    summary = EntrySummary("road_network", "graph", "road_edges", None)
+    try:
+        with engine.begin() as conn:
+            g = build_graph(conn, m.streets_layer, force=force)
+            summary.status, summary.seconds, summary.source_sha256 = g["status"], g["seconds"], g["source_sha256"]
+            summary.rows_read, summary.imported = g["segments"], g["edges"]
+            share = f"{g['main_share']:.2%}"
+            summary.notes = [
+                f"{g['nodes']} nodes, {g['edges']} edges from {g['segments']} segments "
+                f"({g['t_junction_splits']} splits at T-junctions, node tolerance {g['node_tolerance_m']} m, "
+                f"{g['one_way_edges']} one-way edges)",
+                f"{g['components']} connected components; the largest holds {g['main_segments']} segments ({share})"
+                + ("" if g["main_ok"] else " — below the 99 % planning needs"),
+            ]
+            if g["other_components"]:
+                summary.notes.append(f"{g['other_segments']} segments outside it: " + ", ".join(
+                    f"{c.get('street') or 'asset ' + str(c['example_asset_id'])} ({c['segments']} seg, {c['metres']:.0f} m)"
+                    for c in g["other_components"][:8]) + ("…" if len(g["other_components"]) > 8 else ""))
+            if g["status"] == "imported":
+                conn.execute(text("INSERT INTO import_runs (entry, source_sha256, summary) "
+                                  "VALUES ('road_network', :s, CAST(:b AS jsonb))"),
+                             {"s": g["source_sha256"], "b": json.dumps(g)})
+    except SQLAlchemyError as exc:
+        summary.status = "failed"
+        summary.error = f"road network: database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+    progress.update(task, completed=1)
+    return summary
 
 
 def _run_entry(engine: Engine, m: Manifest, e: Entry, data_dir: Path, force: bool, progress: Progress) -> EntrySummary:

@@ -47,6 +47,9 @@ class Crew(Base):
     shift_end: Mapped[time] = mapped_column(Time, default=time(17, 0))
     capacity: Mapped[int] = mapped_column(Integer, default=10)
     last_position = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    # Where the crew's day starts and ends (day plans need it; migration 0010).
+    depot = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    depot_name: Mapped[str | None] = mapped_column(String(200))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 

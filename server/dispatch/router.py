@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import case, false, or_
+from sqlalchemy import case, false, or_, select
 
 from server.config import get_settings
 from server.deps import Principal, SessionDep, require
@@ -51,8 +51,17 @@ def my_jobs(session: SessionDep, who: Crew, open_only: bool = Query(False),
              responses={200: {"description": "the job after the move (or the original answer to a retry)"},
                         404: PROBLEM, 409: PROBLEM, 422: PROBLEM})
 def post_status(reference: str, body: StatusIn, session: SessionDep, who: Worker):
-    """Crews move their own jobs; supervisors may make any move. Completion by a crew needs photo + GPS."""
+    """Crews move their own jobs; supervisors may make any move. Completion by a crew needs photo + GPS.
+
+    A job that leaves a crew's day (completed, held, cancelled…) re-plans the rest of today, if planned.
+    """
     status, answer = change_status(session, who, reference, body)
+    if status < 400 and body.status not in ("assigned", "accepted", "in_progress"):
+        from server.planning.service import after_job_moved
+
+        job_id = session.scalar(select(Job.id).where(Job.reference == reference))
+        if job_id is not None:
+            after_job_moved(session, job_id, who)
     return JSONResponse(answer, status_code=status)
 
 

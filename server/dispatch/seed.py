@@ -15,10 +15,14 @@ from server.areas.models import Area
 from server.areas.zones import sync_zones
 from server.config import get_settings
 from server.dispatch.models import Contractor, Crew
+from server.geo import point_from_lonlat
 
 STREET_LIGHTING_SLA = {"kind": "working_days", "days": 3, "cutoff": "15:00"}
 CLEANSING_SKILLS = ["graffiti", "fly_tipping", "litter_bin", "dog_bin"]
 SHIFT = (time(7, 0), time(19, 0))
+# Where demo crews start and end their day (day plans): the council's Midland Road depot, Bath
+# (position approximate, by the road of that name).
+DEPOT = ("Midland Road depot", -2.3772, 51.3844)
 
 
 def contractor_specs() -> list[dict]:
@@ -68,8 +72,11 @@ def seed_demo(session: Session) -> None:
         zone = spec.pop("zone")
         row = session.scalar(select(Crew).where(Crew.name == spec["name"]))
         if row is None:
-            session.add(Crew(shift_start=SHIFT[0], shift_end=SHIFT[1], zone_id=zones.get(zone) if zone else None,
-                             **{"capacity": 10, **spec}))
+            row = Crew(shift_start=SHIFT[0], shift_end=SHIFT[1], zone_id=zones.get(zone) if zone else None,
+                       **{"capacity": 10, **spec})
+            session.add(row)
         elif zone and row.zone_id is None:
             row.zone_id = zones[zone]
+        if row.depot is None:
+            row.depot, row.depot_name = point_from_lonlat(DEPOT[1], DEPOT[2]), DEPOT[0]
     session.flush()

@@ -112,7 +112,8 @@ class Cluster:
         """Role kerbside (random password), database `name` with the extensions; returns its SQLAlchemy URL."""
         self.psql("postgres", f"CREATE ROLE kerbside LOGIN PASSWORD '{self.password}'",
                   f'CREATE DATABASE "{name}" OWNER kerbside')
-        self.psql(name, "CREATE EXTENSION postgis", "CREATE EXTENSION btree_gist", "CREATE EXTENSION pg_trgm")
+        self.psql(name, "CREATE EXTENSION postgis", "CREATE EXTENSION btree_gist", "CREATE EXTENSION pg_trgm",
+                  "CREATE EXTENSION pgrouting")
         return f"postgresql+psycopg://kerbside:{self.password}@127.0.0.1:{self.port}/{name}"
 
     def destroy(self) -> None:

@@ -25,7 +25,8 @@ from tests.mobile.conftest import ARTIFACTS, LANSDOWN, ROOT, free_port, make_tok
 GRIT_BIN = ("208", (51.404381, -2.342137))  # GBIN: Gloucester Rd o/s Turnpike Cottage (B&NES open data)
 SCREENS = ("01-signin", "02-signin-unreachable", "03-home", "04-category", "05-report-poor-fix", "06-pin-plan",
            "07-pin-map-no-tiles", "08-report-filled", "09-report-bottom", "10-queue-sent", "11-queue-failed",
-           "12-my-reports", "13-home-crew", "14-jobs", "15-job", "16-job-in-progress", "17-job-completed",
+           "12-my-reports", "13-home-crew", "13b-today",
+           "13c-today-arrived", "14-jobs", "15-job", "16-job-in-progress", "17-job-completed",
            "18-queue-crew")
 
 
@@ -54,6 +55,18 @@ def _crew_job(url: str) -> tuple[str, tuple[float, float]]:
     return job, at
 
 
+def _plan_today() -> str:
+    """Today's crew day plan, made by the real planner as if at 08:00 (the shift has begun, nothing started)."""
+    from server.db import new_session
+    from server.planning import service
+
+    with new_session() as s:
+        today = service.local_today(datetime.now(timezone.utc))
+        plan = service.plan_day(s, "test:mobile", today, now=service.Clock.of(today).at(8 * 3600),
+                                reason="planned for the app test")
+        return f"{today} v{plan.version}"
+
+
 @pytest.fixture(scope="module")
 def ui_run(api_server, tmp_path_factory):
     """Run the scripted app once under xvfb-run; its result JSON."""
@@ -62,6 +75,7 @@ def ui_run(api_server, tmp_path_factory):
     photo = work / "camera.jpg"
     _big_photo(photo)
     job, job_at = _crew_job(api_server.url)
+    _plan_today()
     cfg = {"url": api_server.url, "dead_url": f"http://127.0.0.1:{free_port()}",
            "field_token": make_token("field_worker"), "crew_token": make_token("crew", crew="cleansing_north"),
            "crew_job": job, "crew_job_at": job_at, "grit_bin_ref": GRIT_BIN[0],
@@ -159,3 +173,12 @@ def test_the_crew_completed_the_job_with_photo_and_gps(ui_run):
     done = next(e for e in page["timeline"] if (e.get("after") or {}).get("status") == "completed")
     assert done["data"]["lat"] == pytest.approx(cfg["crew_job_at"][0] + 0.00003) and done["data"]["photo_ids"]
     assert done["note"] == "Cleaned off with the pressure washer."
+
+
+def test_the_crew_saw_today_and_arrived_at_its_next_stop(ui_run):
+    cfg = ui_run["cfg"]
+    assert cfg["crew_job"] in ui_run["today_rows"]  # the app test's job is in the crew's plan today
+    nxt = ui_run["today_next"]
+    assert nxt and nxt == ui_run["today_rows"][0] or nxt in ui_run["today_rows"]
+    r = httpx.get(f"{cfg['url']}/api/v1/jobs/{nxt}", headers=_auth(cfg["crew_token"]))
+    assert r.status_code == 200 and r.json()["status"] in ("in_progress", "completed")

@@ -179,6 +179,23 @@ def script(app: FieldApp, cfg: dict, out: dict):
     press(signin.ids.submit)
     yield Until("crew home", lambda: app.root.current == "home" and app.screen("home").crew)
     yield Shot("13-home-crew")
+    press(app.screen("home").ids.today)
+    today = app.screen("today")
+    yield Until("today's plan", lambda: app.root.current == "today" and today.message.endswith(".")
+                and not today.message.startswith("Refreshing"), 30)
+    out["today_rows"] = [r["key"] for r in today.rows]
+    out["today_message"] = today.message
+    out["today_next"] = today.next_stop.get("job")
+    yield 0.3
+    yield Shot("13b-today")
+    if today.next_stop.get("status") != "in_progress":  # a long-lived database: an earlier run may have arrived
+        sent_before = core.outbox.counts()["sent"]
+        press(today.ids.arrive)
+        yield Until("arrival sent", lambda: not core.outbox.counts()["waiting"]
+                    and not core.outbox.counts()["sending"] and core.outbox.counts()["sent"] > sent_before, 40)
+    out["today_after_arrive"] = today.message
+    yield 0.3
+    yield Shot("13c-today-arrived")
     press(app.screen("home").ids.my_jobs)
     jobs = app.screen("jobs")
     ref = cfg["crew_job"]

@@ -38,6 +38,14 @@ TABLE: dict[str, tuple[int, ...]] = {
     "POST /api/v1/jobs/{reference}/photos":              (401, 403, 201, 403, 201, 403, 403, 201, 403, 401, 401),
     "POST /api/v1/jobs/{reference}/assign":              (401, 403, 403, 403, 200, 403, 403, 200, 403, 401, 401),
     "POST /api/v1/jobs/{reference}/redispatch":          (401, 403, 403, 403, 200, 403, 403, 200, 403, 401, 401),
+    # Day plans (issue 15): a day long past, so each allowed cell gives its refusal, not a plan.
+    "POST /api/v1/plans":                                (401, 403, 403, 403, 422, 403, 403, 422, 403, 401, 401),
+    "GET /api/v1/plans/{day}":                           (401, 403, 403, 404, 404, 403, 403, 404, 403, 401, 401),
+    "POST /api/v1/plans/{day}/replan":                   (401, 403, 403, 403, 409, 403, 403, 409, 403, 401, 401),
+    "POST /api/v1/plans/{day}/urgent":                   (401, 403, 403, 403, 422, 403, 403, 422, 403, 401, 401),
+    "GET /api/v1/me/plan":                               (401, 403, 200, 403, 403, 403, 403, 200, 403, 401, 401),
+    "POST /api/v1/me/plan/stops/{reference}/arrive":     (401, 403, 404, 403, 403, 403, 403, 404, 403, 401, 401),
+    "POST /api/v1/me/plan/stops/{reference}/complete":   (401, 403, 404, 403, 403, 403, 403, 404, 403, 401, 401),
     "GET /api/v1/dispatch/queue":                        (401, 403, 403, 200, 200, 403, 403, 200, 403, 401, 401),
     "GET /api/v1/jobs/overdue":                          (401, 403, 403, 200, 200, 403, 403, 200, 403, 401, 401),
     "GET /api/v1/jobs":                                  (401, 200, 200, 200, 200, 200, 200, 200, 403, 401, 401),
@@ -123,7 +131,7 @@ def request_for(key: str, w: World, token: str | None) -> dict:
     values = {"code": "street_light", "reference": w.job_a, "photo_id": w.photo_a, "message_id": w.outbox_a,
               "name": "street-lighting", "service_code": "street_light", "service_request_id": w.report_a,
               "token": w.report_a_client_id, "rest": "nothing-here.json", "collection_id": "jobs",
-              "feature_id": w.job_a, "subscription_id": w.subscription, "path": "index.html",
+              "feature_id": w.job_a, "subscription_id": w.subscription, "path": "index.html", "day": "2000-01-01",
               "key": w.media_a.rsplit(".", 1)[0], "ext": w.media_a.rsplit(".", 1)[1]}
     special = {  # rows whose natural target is another job, or that need a body
         "GET /api/v1/reports/{reference}": {"reference": w.report_a},
@@ -132,6 +140,8 @@ def request_for(key: str, w: World, token: str | None) -> dict:
         "POST /api/v1/jobs/{reference}/photos": {"reference": w.job_crew},
         "POST /api/v1/jobs/{reference}/assign": {"reference": w.job_crew},
         "POST /api/v1/jobs/{reference}/redispatch": {"reference": w.job_crew},
+        "POST /api/v1/me/plan/stops/{reference}/arrive": {"reference": w.job_crew},
+        "POST /api/v1/me/plan/stops/{reference}/complete": {"reference": w.job_crew},
         "GET /dashboard/vendor/leaflet/{path}": {"path": "leaflet.js"},
         "GET /api/v1/reports/{reference}/contact": {"reference": w.report_a},
         "GET /r/{reference}": {"reference": w.report_a},
@@ -154,6 +164,9 @@ def request_for(key: str, w: World, token: str | None) -> dict:
         "POST /api/v1/jobs/{reference}/status": lambda: {"json": {"status": "accepted", "note": "access test"}},
         "POST /api/v1/jobs/{reference}/assign": lambda: {"json": {"contractor": "street-lighting"}},
         "POST /api/v1/jobs/{reference}/redispatch": lambda: {"json": {"note": "access test"}},
+        "POST /api/v1/plans": lambda: {"json": {"day": "2000-01-01"}},
+        "POST /api/v1/plans/{day}/urgent": lambda: {"json": {"job": w.job_crew}},
+        "POST /api/v1/me/plan/stops/{reference}/complete": lambda: {"json": {"lat": 51.38, "lon": -2.36}},
         "POST /api/v1/contractor/jobs/{reference}/updates": lambda: {
             "json": {"update_id": f"acc-{uuid.uuid4()}", "status": "accepted"}},
         "POST /api/v1/contractors/{name}/webhook": lambda: {"json": {"updates": []}},

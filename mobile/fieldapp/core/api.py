@@ -142,6 +142,10 @@ class Api:
         """The crew's jobs, open first, soonest due first."""
         return self._json(self._call("GET", "/api/v1/me/jobs", params={"limit": limit}))["items"]
 
+    def my_plan(self) -> dict:
+        """Today's ordered stops for the crew (empty when today is not planned)."""
+        return self._json(self._call("GET", "/api/v1/me/plan"))
+
     def job(self, reference: str) -> dict:
         """One job with its asset location, timeline and photos."""
         return self._json(self._call("GET", f"/api/v1/jobs/{reference}"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -153,6 +154,16 @@ class FieldCore:
         jobs = self._need_api().my_jobs()
         self.cache.save_jobs(jobs)
         return jobs
+
+    def refresh_plan(self) -> dict:
+        """Fetch today's plan for the crew (and keep it for offline)."""
+        plan = self._need_api().my_plan()
+        self.store.set(today_plan=plan, today_plan_at=time.time())
+        return plan
+
+    def today_plan(self) -> tuple[dict | None, float | None]:
+        """The last plan fetched and when (None, None if never)."""
+        return self.store.get("today_plan"), self.store.get("today_plan_at")
 
     def job_detail(self, reference: str) -> dict:
         """A job's full page from the server, or the cached copy when offline."""

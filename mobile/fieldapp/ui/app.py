@@ -25,12 +25,13 @@ from .pin import PinScreen
 from .queue import QueueScreen
 from .report import ReportScreen
 from .signin import SignInScreen
+from .today import TodayScreen
 
 log = logging.getLogger("fieldapp")
 for _noisy in ("httpx", "httpcore", "urllib3", "PIL"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)  # Kivy's logger would print every connection
 SCREENS = (SignInScreen, HomeScreen, CategoryScreen, ReportScreen, PinScreen, QueueScreen, MyReportsScreen,
-           JobsScreen, JobScreen)
+           JobsScreen, JobScreen, TodayScreen)
 OSM_TILES = "https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png"
 
 

@@ -119,7 +119,7 @@ const KS = (() => {
   }
 
   const LINKS = [["index.html", "Find"], ["log.html", "Log a fault"], ["board.html", "Live board"],
-                 ["figures.html", "Figures"], ["supervisor.html", "Supervisor", true]];
+                 ["figures.html", "Figures"], ["supervisor.html", "Supervisor", true], ["plan.html", "Day plan", true]];
 
   function nav(active, who) {
     const header = document.getElementById("nav");
