@@ -258,9 +258,10 @@ def db_split(before: dict, after: dict, requests: int, seconds: float) -> dict[s
             "active_ms": d["active_time"] / n, "idle_in_tx_ms": d["idle_in_transaction_time"] / n}
 
 
-def _backends(table: dict[int, tuple[int, float]], postmaster: int | None) -> float:
+def _backends(table: dict[int, tuple[int, float]], postmaster: int | None, dbname: str | None = None) -> float:
     """CPU seconds of PostgreSQL's client backends (the rest of its tree is background work: autovacuum,
-    WAL writer, checkpointer, and backends that already exited)."""
+    WAL writer, checkpointer, and backends that already exited); with dbname, only those connected to it (the
+    cluster is shared with other sessions' tests)."""
     total = 0.0
     for pid, (ppid, cpu) in table.items():
         if ppid == postmaster:
@@ -269,12 +270,14 @@ def _backends(table: dict[int, tuple[int, float]], postmaster: int | None) -> fl
             except OSError:
                 continue
             # "postgres: USER DATABASE HOST(PORT) STATE"; background processes name their role instead.
-            if title.startswith("postgres: ") and len(title.split()) >= 4 and "(" in title.split()[3]:
+            parts = title.split()
+            if title.startswith("postgres: ") and len(parts) >= 4 and "(" in parts[3] \
+                    and (dbname is None or parts[2] == dbname):
                 total += cpu
     return total
 
 
-def cpu_snapshot(app_pid: int) -> dict[str, float]:
+def cpu_snapshot(app_pid: int, dbname: str | None = None) -> dict[str, float]:
     """CPU seconds so far: the server's process tree, PostgreSQL's (and its client backends'), the whole
     machine, our waited children."""
     import resource
@@ -283,7 +286,7 @@ def cpu_snapshot(app_pid: int) -> dict[str, float]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     postmaster = _postmaster()
     return {"app": _tree_cpu(table, app_pid), "db": _tree_cpu(table, postmaster),
-            "db_backends": _backends(table, postmaster), "machine": _machine_busy(),
+            "db_backends": _backends(table, postmaster, dbname), "machine": _machine_busy(),
             "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic()}
 
 
@@ -299,9 +302,13 @@ def cpu_split(before: dict[str, float], after: dict[str, float], requests: int) 
             "util": 100 * d["machine"] / capacity}
 
 
-def wait_quiet(limit: float = 25.0, max_wait: int = 180) -> float:
+QUIET_WAIT = 180  # seconds wait_quiet waits at most (bench.suite lowers it: it has many phases)
+
+
+def wait_quiet(limit: float = 25.0, max_wait: int | None = None) -> float:
     """Wait until the machine is mostly idle (others' tests share it); returns the last busy % seen."""
     busy = 100.0
+    max_wait = QUIET_WAIT if max_wait is None else max_wait
     deadline = time.monotonic() + max_wait
     while True:
         b0, t0 = _machine_busy(), time.monotonic()
@@ -343,9 +350,10 @@ def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, co
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(script), base,
            "--", str(coords), path, token or "-", prefix, observed_at]
     db0 = db_snapshot(engine) if engine is not None else None
-    before = cpu_snapshot(app_pid)
+    dbname = engine.url.database if engine is not None else None
+    before = cpu_snapshot(app_pid, dbname)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    after = cpu_snapshot(app_pid)
+    after = cpu_snapshot(app_pid, dbname)
     db1 = db_snapshot(engine) if engine is not None else None
     with open(log, "a") as fh:
         fh.write(f"\n### {name}: {shlex.join(cmd[:-3] + ['<token>'] + cmd[-2:])}\n{proc.stdout}{proc.stderr}")

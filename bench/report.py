@@ -1,0 +1,218 @@
+"""Render bench/RESULTS.md (and growth.json / growth.png) from a suite run's figures (bench/results.json).
+
+    .venv/bin/python -m bench.report            (re-render from the last bench/results.json)
+
+The notes on goals not met are written here, as text that is shown only when the goal is not met; the figures
+in them come from the run.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "RESULTS.md"
+RAW_JSON = BENCH / "results.json"
+GROWTH_JSON = BENCH / "growth.json"
+GROWTH_PNG = BENCH / "growth.png"
+CREW_PLANS = "## Crew day plans (issue 15)"
+
+
+def _v(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _n(x: float, d: int = 0) -> str:
+    return f"{x:,.{d}f}"
+
+
+def _crew_section() -> str:
+    """The issue-15 section as it stands in the current file (another branch writes it), or a placeholder."""
+    if RESULTS.exists():
+        text = RESULTS.read_text()
+        if CREW_PLANS in text:
+            return text[text.index(CREW_PLANS):].rstrip() + "\n"
+    return CREW_PLANS + "\n\n(Placeholder: issue 15's figures are added on its own branch.)\n"
+
+
+def render(r: dict) -> str:
+    """RESULTS.md text for one suite run."""
+    m = r["machine"]
+    sizes = sorted(int(k) for k in r["snap"])
+    main = 1_000_000 if 1_000_000 in sizes else sizes[-1]
+    it = r["intake"]["summary"]
+    rps = it["rps"]
+    vs_bare, vs_orm, worst = it["vs_bare"], it["vs_orm"], it["worst_p99"]
+    snap1 = r["snap"][str(main)] if str(main) in r["snap"] else r["snap"][main]
+    big = max(sizes)
+    snapb = r["snap"][str(big)] if str(big) in r["snap"] else r["snap"][big]
+    job = r["reads"]["job"]
+    ogc = r["reads"]["ogc"]
+
+    def pooled(name: str) -> float:
+        return sum(x[name]["rps"] for x in ogc) / len(ogc)
+
+    ogc_ours, ogc_theirs = pooled("kerbside"), pooled("pygeoapi")
+    ogc_p95 = max(x["kerbside"]["p95"] for x in ogc)
+    ogc_p95_theirs = max(x["pygeoapi"]["p95"] for x in ogc)
+    sla = r["sla"]
+    sync = r["sync"]
+    g1 = (vs_bare >= 0.5, worst <= 50)
+    g2 = (snap1["locate"]["p99"] <= 2, snapb["locate"]["p50"] <= 2 * snap1["locate"]["p50"])
+    g3 = (job["p99"] <= 10, ogc_p95 <= 150, ogc_ours >= 2 * ogc_theirs)
+    g4 = (sla["ratio"] <= 1.5, sla["empty_buffers"] < 100)
+    g5 = (sync["seconds"] <= 10 and sync["exactly_once"],)
+    finished = datetime.fromisoformat(r.get("finished", r["started"]))
+    L = [
+        "# Benchmark results",
+        "",
+        f"Rewritten by `make bench` on {finished:%Y-%m-%d %H:%M} UTC; earlier figures are in git history. "
+        "The machine is shared: other sessions ran tests and benchmarks on the same 2 cores during the run, so "
+        "absolute figures are noisy; every comparison was measured side by side in one run, in alternating or "
+        "rotating rounds, and is given as a ratio.",
+        "",
+        f"- Command: `{r['command']}` (`make bench`; ≈ 40 min, most of it loading 10M lamp columns)",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}; PostgreSQL "
+        f"{m['postgresql']}, PostGIS {m['postgis']}; "
+        + ", ".join(f"{k}={v}" for k, v in m["pg_settings"].items()),
+        f"- Stack: Python {m['python']}, {m['stack']}; {m['wrk']}; pygeoapi from `requirements-bench.txt` "
+        "(`.venv-bench`)",
+        f"- Code: {r['code']}",
+        f"- Data: one fresh database, `server.cli setup` (real B&NES layers), {_n(r['jobs'] if 'jobs' in r else 1e6)} "
+        "open jobs, synthetic lamp columns grown through " + ", ".join(_n(s) for s in sizes) + " (SQL, "
+        "`bench/load.py`); database size " + ", ".join(f"{v} at {_n(int(k))}" for k, v in r["disk"].items()),
+        "- Every phase: 0 errors and only 2xx answers (the harness refuses the run otherwise); 2 uvicorn workers "
+        "per server.",
+        "",
+        "## Verdicts",
+        "",
+        "| # | goal | measured | verdict |",
+        "|---|---|---|---|",
+        f"| 1 | intake ≥ 0.5× the bare psycopg baseline, p99 ≤ 50 ms at 16 connections ({_n(main)} lamp columns, "
+        f"≥ 1M jobs) | {_n(rps['intake'])} req/s vs bare {_n(rps['bare'])} and ORM {_n(rps['orm'])}: **{vs_bare:.2f}× "
+        f"bare**, {vs_orm:.2f}× ORM; worst intake p99 {worst:.0f} ms | ratio {_v(g1[0])}, p99 {_v(g1[1])} |",
+        f"| 2 | snap alone: p99 ≤ 2 ms at 1M; median at 10M ≤ 2× median at 1M | `kerbside_locate` p99 "
+        f"{snap1['locate']['p99']:.2f} ms at {_n(main)}; median {snap1['locate']['p50']:.2f} → "
+        f"{snapb['locate']['p50']:.2f} ms at {_n(big)} ({snapb['locate']['p50'] / snap1['locate']['p50']:.2f}×) | "
+        f"{_v(g2[0])}, {_v(g2[1])} |",
+        f"| 3a | job by reference p99 ≤ 10 ms, 16 connections | p99 {job['p99']:.1f} ms ({_n(job['rps'])} req/s) | "
+        f"{_v(g3[0])} |",
+        f"| 3b | OGC items, bbox of 1,000 of 1M jobs: p95 ≤ 150 ms, ≥ 2× pygeoapi | p95 {ogc_p95:.0f} ms at "
+        f"{r.get('ogc_connections', 4)} connections; {ogc_ours:.1f} vs pygeoapi {ogc_theirs:.1f} req/s "
+        f"(**{ogc_ours / ogc_theirs:.2f}×**; pygeoapi p95 {ogc_p95_theirs:.0f} ms) | p95 {_v(g3[1])}, "
+        f"vs pygeoapi {_v(g3[2])} |",
+        f"| 4 | SLA sweep: 10,000 crossing among {_n(sla['open_jobs'])} open jobs ≤ 1.5× set-based SQL; an empty "
+        f"sweep costs O(changing) | sweep {sla['sweep_median_s'] * 1000:.0f} ms vs set-based "
+        f"{sla['set_median_s'] * 1000:.0f} ms (**{sla['ratio']:.2f}×**); empty sweep {sla['empty_ms']:.1f} ms, "
+        f"{sla['empty_buffers']} buffers touched | {_v(g4[0])}, {_v(g4[1])} |",
+        f"| 5 | field sync: 200 reports with 1–2 MB photos ≤ 10 s, exactly-once | {sync['seconds']:.1f} s "
+        f"({sync['mb_total']:.0f} MB), exactly-once: {'yes' if sync['exactly_once'] else 'NO'} | {_v(g5[0])} |",
+        "| 6 | growth curve 100k / 1M / 10M | table and `bench/growth.png` below | done |",
+        "",
+    ]
+    # ---- intake
+    L += ["## 1. Intake against two baselines", "",
+          "Servers, each `uvicorn --workers 2`, warmed up then driven by `wrk -t2 -c16` with "
+          "`bench/post_reports.lua` (street-light reports within ~5 m of random lamp columns, unique client_id): "
+          "the API; the **ORM baseline** (`bench/baseline_app.py`: KNN snap + INSERT through the API's SQLAlchemy "
+          "session); the **bare baseline** (`bench/bare_app.py`: the same two statements from a psycopg 3 async "
+          "pool, server-side prepared, orjson, no ORM). The order rotates each round.", "",
+          "| round | server | req/s | p50 ms | p95 ms | p99 ms | requests | CPU ms/req: app | its PostgreSQL backends "
+          "| backend active ms/req | machine busy |",
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for rd in r["intake"]["rounds"]:
+        for name in ("intake", "orm", "bare"):
+            p = rd[name]
+            L.append(f"| {rd['round']} | {name} | {_n(p['rps'])} | {p['p50']:.1f} | {p['p95']:.1f} | {p['p99']:.1f} | "
+                     f"{_n(p['requests'])} | {p['app_ms']:.2f} | {p['db_ms']:.2f} | {p.get('db_active_ms', 0):.2f} | "
+                     f"{p.get('util', 0):.0f}% |")
+    L += ["", f"Pooled: intake {_n(rps['intake'])}, ORM {_n(rps['orm'])}, bare {_n(rps['bare'])} req/s; intake/bare "
+          f"**{vs_bare:.2f}**, intake/ORM {vs_orm:.2f}.", ""]
+    L += NOTES.get("intake", []) if not all(g1) else []
+    # ---- snap
+    L += ["", "## 2. Snap query alone", "",
+          "`bench/snap.py`: one connection, server-side prepared, 3,000 calls each (after 300 warm-up), "
+          "sequential, timed at the client over loopback; `kerbside_locate` (what the intake calls: boundary, "
+          "ward, street and 5 nearest lamp columns) and the bare KNN (nearest one), alternating call by call.", "",
+          "| lamp columns | locate p50 | p95 | p99 | bare KNN p50 | p99 |", "|---:|---:|---:|---:|---:|---:|"]
+    for s in sizes:
+        x = r["snap"][str(s)] if str(s) in r["snap"] else r["snap"][s]
+        L.append(f"| {_n(s)} | {x['locate']['p50']:.2f} | {x['locate']['p95']:.2f} | {x['locate']['p99']:.2f} | "
+                 f"{x['knn']['p50']:.2f} | {x['knn']['p99']:.2f} |")
+    L += NOTES.get("snap", []) if not all(g2) else []
+    # ---- reads
+    L += ["", "## 3. Reads", "",
+          f"Job by reference: `GET /api/v1/jobs/{{ref}}` (advisor token) at 20,000 random references of the "
+          f"{_n(sla['open_jobs'])} jobs, 16 connections: {_n(job['rps'])} req/s, p50 {job['p50']:.1f} ms, p95 "
+          f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**.", "",
+          f"OGC items: 20 bboxes, each the extent of the 1,000 open jobs nearest a random one (they hold "
+          f"{min(r['reads']['bbox_held'])}–{max(r['reads']['bbox_held'])} jobs), `limit=1000&f=json`, "
+          f"{r.get('ogc_connections', 4)} connections: Kerbside `/ogc/collections/jobs/items` (advisor token) and "
+          "pygeoapi 0.21 (`pygeoapi.starlette_app` under uvicorn, PostgreSQL provider on the same `jobs` table, "
+          "storage CRS EPSG:27700, 8 properties), alternating rounds.", "",
+          "| round | server | req/s | p50 ms | p95 ms | p99 ms |", "|---:|---|---:|---:|---:|---:|"]
+    for x in ogc:
+        for name in ("kerbside", "pygeoapi"):
+            p = x[name]
+            L.append(f"| {x['round']} | {name} | {p['rps']:.1f} | {p['p50']:.0f} | {p['p95']:.0f} | {p['p99']:.0f} |")
+    L += NOTES.get("reads", []) if not all(g3) else []
+    # ---- SLA
+    L += ["", "## 4. SLA sweep", "",
+          f"`bench/sla.py`: 10,000 of the {_n(sla['open_jobs'])} open jobs moved to cross (5,000 at-risk, 5,000 "
+          "breach), then alternating rounds, each rolled back: the worker's `sweep_sla` and set-based SQL doing the "
+          "same work (per kind one `UPDATE … RETURNING` feeding an `INSERT INTO job_events` and one `pg_notify` per "
+          "flag). Then one sweep committed and five empty sweeps timed.", "",
+          f"- sweep: {', '.join(f'{t * 1000:.0f}' for t in sla['sweep_s'])} ms; set-based: "
+          f"{', '.join(f'{t * 1000:.0f}' for t in sla['set_s'])} ms; median ratio **{sla['ratio']:.2f}×**",
+          f"- empty sweep (nothing crossing): {sla['empty_ms']:.1f} ms; its two index scans touch "
+          f"{sla['empty_buffers']} buffers in all (partial indexes `ix_jobs_risk_pending`, `ix_jobs_breach_pending`):"
+          " the cost follows the jobs changing, not the open ones."]
+    L += NOTES.get("sla", []) if not all(g4) else []
+    # ---- sync
+    L += ["", "## 5. Field sync", "",
+          f"`bench/fieldsync.py`: `FieldCore` (mobile/fieldapp/core) with 200 street-light reports queued, each with "
+          f"its own JPEG of {sync['photo_mb_min']:.2f}–{sync['photo_mb_max']:.2f} MB ({sync['mb_total']:.0f} MB), "
+          "sent by the app's sync loop (4 in flight) to the API over loopback: **"
+          f"{sync['seconds']:.1f} s**; server: {sync['server_reports']} reports, {sync['server_photos']} photos "
+          f"({sync['server_photo_mb']:.0f} MB stored), each client_id once, device references = server's: "
+          f"{'yes' if sync['exactly_once'] else 'NO'}."]
+    L += NOTES.get("sync", []) if not all(g5) else []
+    # ---- growth
+    L += ["", "## 6. Growth curve", "",
+          "At each size, with the 1M open jobs: the snap alone (as in 2), the intake alone (one 10 s phase, 16 "
+          "connections), job by reference (16 connections) and an OGC lamp-column bbox of 1,000 (4 connections).",
+          "", "| lamp columns | snap p50 ms | snap p99 ms | intake req/s | intake p99 ms | job p99 ms | "
+          "OGC lights p95 ms |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for g in r["growth"]:
+        L.append(f"| {_n(g['assets'])} | {g['snap_p50']:.2f} | {g['snap_p99']:.2f} | {_n(g['intake_rps'])} | "
+                 f"{g['intake_p99']:.0f} | {g['job_p99']:.1f} | {g['ogc_p95']:.0f} |")
+    L += ["", "![cost against size](growth.png)", ""]
+    L += NOTES.get("growth", [])
+    L += ["", "## Running it", "",
+          "`make bench` installs `.venv-bench` from `requirements-bench.txt` (pygeoapi, matplotlib) and runs "
+          "`.venv/bin/python -m bench.suite run`; it needs ~8 GB free disk for the 10M-asset database, which it "
+          "drops at the end. `python -m bench.intake run` measures the intake alone; `python -m bench.report` "
+          "re-renders this file from `bench/results.json`; `python -m bench.profile_intake run` profiles a request.",
+          "", _crew_section()]
+    return "\n".join(L)
+
+
+NOTES: dict[str, list[str]] = {}
+
+
+def write_all(r: dict) -> None:
+    """Write results.json, growth.json, RESULTS.md and growth.png."""
+    RAW_JSON.write_text(json.dumps(r, indent=1, default=str) + "\n")
+    GROWTH_JSON.write_text(json.dumps(r["growth"], indent=1) + "\n")
+    RESULTS.write_text(render(json.loads(RAW_JSON.read_text())))
+    py = ROOT / ".venv-bench" / "bin" / "python"
+    subprocess.run([str(py), str(BENCH / "plot.py"), str(GROWTH_JSON), str(GROWTH_PNG)], check=True)
+
+
+if __name__ == "__main__":
+    write_all(json.loads(RAW_JSON.read_text()))
+    print(f"rewrote {RESULTS}", file=sys.stderr)
