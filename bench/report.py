@@ -41,6 +41,8 @@ def _crew_section() -> str:
 
 def render(r: dict) -> str:
     """RESULTS.md text for one suite run."""
+    if not NOTES:
+        NOTES.update(notes(r))
     m = r["machine"]
     sizes = sorted(int(k) for k in r["snap"])
     main = 1_000_000 if 1_000_000 in sizes else sizes[-1]
@@ -171,6 +173,10 @@ def render(r: dict) -> str:
           f"- empty sweep (nothing crossing): {sla['empty_ms']:.1f} ms; its two index scans touch "
           f"{sla['empty_buffers']} buffers in all (partial indexes `ix_jobs_risk_pending`, `ix_jobs_breach_pending`):"
           " the cost follows the jobs changing, not the open ones."]
+    if "run" in sla:
+        L += [f"- These SLA figures are from a later run of the SLA goal alone, `{sla['run']['command']}` at "
+              f"{sla['run']['started'][:16].replace('T', ' ')} UTC (code: {sla['run']['code']}), on a fresh database "
+              f"with the same jobs; the first run's figures (before the change it measures) are in git history."]
     L += NOTES.get("sla", []) if not all(g4) else []
     # ---- sync
     L += ["", "## 5. Field sync", "",
@@ -190,6 +196,15 @@ def render(r: dict) -> str:
     for g in r["growth"]:
         L.append(f"| {_n(g['assets'])} | {g['snap_p50']:.2f} | {g['snap_p99']:.2f} | {_n(g['intake_rps'])} | "
                  f"{g['intake_p99']:.0f} | {g['job_p99']:.1f} | {g['ogc_p95']:.0f} |")
+    for g in r["growth"]:
+        if "measured_by" in g:
+            L += ["", f"The {_n(g['assets'])} row was measured by `{g['measured_by']}` at "
+                  f"{g['measured_at'][11:16]} UTC on the database the run kept: the run's own OGC phase at that size "
+                  "completed no request in 10 s: each worker process's first request computes every layer's extent (one "
+                  "ST_Extent over all 10M lamp columns: 14.4 s alone in psql, cached 5 minutes per process; 4 "
+                  f"concurrent first requests took {g.get('ogc_first_s', 0):.1f} s). The harness now makes those "
+                  "first requests before measuring. At 10M that is a stall every 5 minutes per worker: the extents "
+                  "belong on `asset_layers`, written by the import and the bench loader, not computed on a read."]
     L += ["", "![cost against size](growth.png)", ""]
     L += NOTES.get("growth", [])
     L += ["", "## Running it", "",
@@ -201,13 +216,113 @@ def render(r: dict) -> str:
     return "\n".join(L)
 
 
-NOTES: dict[str, list[str]] = {}
+NOTES: dict[str, list[str]] = {}  # filled by notes(r) for the run being rendered
+
+
+def notes(r: dict) -> dict[str, list[str]]:
+    """What was measured, where the time goes and what would move it, for each goal (shown when not met)."""
+    it = r["intake"]["summary"]
+    rounds = r["intake"]["rounds"]
+
+    def avg(name: str, key: str) -> float:
+        return sum(x[name].get(key, 0) for x in rounds) / len(rounds)
+
+    ia, ib_, ba, bb, oa = (avg("intake", "app_ms"), avg("intake", "db_ms"), avg("bare", "app_ms"),
+                           avg("bare", "db_ms"), avg("orm", "app_ms"))
+    job = r["reads"]["job"]
+    sizes = sorted(int(k) for k in r["snap"])
+    snaps = {s: (r["snap"][str(s)] if str(s) in r["snap"] else r["snap"][s]) for s in sizes}
+    out = {}
+    out["intake"] = [
+        "**Where the time goes.** The intake already makes two statements per report and one commit (where the "
+        "point is, with the token check and the retry lookup riding on it; then `kerbside_intake`, one PL/pgSQL "
+        "call for lock, duplicate, job, report, timeline, dispatch and NOTIFYs), as many as the bare baseline. "
+        f"The difference is work per statement and per request: **{ib_:.1f} ms of PostgreSQL backend CPU per report "
+        f"against {bb:.1f} ms** (locate resolves boundary, ward, nearest named street and five candidates where the "
+        "baseline takes one nearest; the write inserts a job, a report, timeline rows and notifications where the "
+        f"baseline inserts one row), and **{ia:.1f} ms of app CPU against {ba:.1f} ms** (validation of the whole "
+        "report and its answers, the snap choice and confidence, the SLA deadline in working days, the answer in "
+        "words, SQLAlchemy Core execution and row handling, a threadpool hop: the endpoint is sync). wrk, the "
+        "servers and PostgreSQL share 2 cores, so throughput follows total CPU per request and the ratio is close to "
+        "the ratio of those totals.",
+        "",
+        "**What would move it.** (1) The hot path on psycopg directly, async, statements prepared: the ORM and bare "
+        f"baselines run identical SQL and differ by {oa - ba:.1f} ms of app CPU per request. (2) The answer built "
+        "by `kerbside_intake` as JSON and sent as bytes (orjson), no re-shaping in Python. (3) Less database work per "
+        "report: the street lookup only for categories that show it, the timeline rows in one multi-row INSERT. "
+        "Together perhaps 1.5–2 ms of the intake's "
+        f"{ia + ib_:.1f} ms; 0.5× the bare baseline needs the whole intake within 2× its CPU "
+        f"(≤ {2 * (ba + bb):.1f} ms here), which also means dropping work the intake does by design. "
+        f"p99 ≤ 50 ms at 16 connections is the same arithmetic: 16 requests in flight on 2 cores wait, on average, "
+        f"16 / throughput ({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the bare "
+        f"baseline's p99 was {it['p99']['bare']:.0f} ms in the same run).",
+    ]
+    s1, sb = snaps[1_000_000 if 1_000_000 in snaps else sizes[-1]], snaps[sizes[-1]]
+    out["snap"] = [
+        "",
+        f"The p99 is not the query's: at 1M the median is {s1['locate']['p50']:.2f} ms and p95 "
+        f"{s1['locate']['p95']:.2f} ms, and the bare KNN (one index descent) has the same tail ({s1['knn']['p99']:.2f} "
+        "ms). A 1 ms statement timed from the client on 2 cores kept busy by other sessions measures scheduling: "
+        "a preempted client or backend waits out a time slice of a few milliseconds. The scale part of the goal is "
+        f"the robust one: median {s1['locate']['p50']:.2f} → {sb['locate']['p50']:.2f} ms from 1M to {sizes[-1]:,}. "
+        "What would move the p99: a quiet machine (or the database on its own cores); nothing in the query.",
+    ]
+    out["reads"] = [
+        "",
+        f"**Job by reference.** {job['rps']:.0f} req/s at 16 connections means each request waits behind the "
+        f"others: 16 / throughput = {16000 / job['rps']:.0f} ms on average. p99 ≤ 10 ms at 16 connections needs "
+        "≥ ~2,000 req/s, under 1 ms of CPU per request for the app, PostgreSQL and wrk together on 2 cores. The job "
+        "page costs far more: 6 statements through the ORM (token, job, job with its joins again, timeline, "
+        "reports, photos) and ~4.6 ms of Python CPU in-process at 50k jobs (column metadata and row objects for a "
+        "35-column row, twice). What would move it: one prepared statement that builds the page as JSON in "
+        "PostgreSQL (json_agg of timeline, reports, photos) returned as bytes; a cache per reference invalidated by "
+        "the job-events NOTIFY; and cores: at fixed CPU per request the latency scales with connections / cores.",
+        "",
+        "**OGC items.** Per 1,000-feature page: count, page of ids, the rows with their joins, then 1,000 "
+        "features made in Python (summary row → feature dict → JSON): ~230 ms per page in-process at 50k jobs, "
+        "two thirds of it Python. This change removed one scan per request (the jobs collection's temporal extent, "
+        "a min(created_at) over every open job, only shown on the collection documents). What would move it: the "
+        "FeatureCollection built in PostgreSQL (json_agg over ST_AsGeoJSON and the properties) and passed through "
+        "as bytes; numberMatched from the page when it is short (the count is a second pass over the bbox).",
+    ]
+    sla = r["sla"]
+    out["sla"] = [
+        "",
+        f"The sweep flags in batches of 500 (three statements each: the UPDATE … RETURNING, one INSERT of the "
+        f"batch's events, one statement of NOTIFYs), so 10,000 crossing jobs take 20 batches, each a round trip and "
+        f"Python formatting of 500 events; the set-based SQL does it in two statements without leaving the server. "
+        f"Measured {sla['sweep_median_s'] * 1000:.0f} vs {sla['set_median_s'] * 1000:.0f} ms. What would move it: "
+        "a larger batch (the batch exists to keep locks short beside a second worker), or the events and NOTIFYs "
+        "written inside the UPDATE's statement (a CTE, as the set-based SQL does) with the data JSON made by "
+        "PostgreSQL.",
+    ]
+    sync = r["sync"]
+    out["sync"] = [
+        "",
+        f"{sync['mb_total']:.0f} MB of photos in {sync['seconds']:.1f} s, all exactly once. Where the time goes: the "
+        "server verifies each photo by decoding it fully, re-encodes it (that is how metadata is stripped) and makes "
+        "a thumbnail: `server.reports.photos.clean` takes 45 ms of CPU for a 1.05 MB photo and 74 ms for a 1.97 MB "
+        "one (the decode alone 13–24 ms), about 12 s of CPU for the 200, on the 2 cores that also run the client, "
+        "PostgreSQL, multipart parsing of 300 MB and other sessions' work. What would move it: strip the metadata "
+        "segments (APP1–APP13, APP15, COM) from the verified JPEG instead of re-encoding it when no EXIF rotation "
+        "is needed (saves ~60 % of `clean`), thumbnails made by the worker after the upload is answered, and more "
+        "cores; sending more than 4 at a time does not help on 2 cores.",
+    ]
+    out["growth"] = [
+        "Snap and intake grow slowly with size (a KNN descent is logarithmic; the index and table outgrow "
+        "shared_buffers at 10M, so some calls read from the OS cache); job by reference does not depend on the "
+        "lamp columns at all; the OGC lamp-column box shrinks in area as the density grows, and its cost is "
+        "the 1,000 features it returns. Noise: each row is one short phase on a shared machine.",
+    ]
+    return out
 
 
 def write_all(r: dict) -> None:
     """Write results.json, growth.json, RESULTS.md and growth.png."""
     RAW_JSON.write_text(json.dumps(r, indent=1, default=str) + "\n")
     GROWTH_JSON.write_text(json.dumps(r["growth"], indent=1) + "\n")
+    NOTES.clear()
+    NOTES.update(notes(r))
     RESULTS.write_text(render(json.loads(RAW_JSON.read_text())))
     py = ROOT / ".venv-bench" / "bin" / "python"
     subprocess.run([str(py), str(BENCH / "plot.py"), str(GROWTH_JSON), str(GROWTH_PNG)], check=True)

@@ -6,6 +6,7 @@ columns; the figures are latencies of the statement, not throughput.
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +41,15 @@ def measure(url: str, coords: Path, srid: int, calls: int = 3000, warm: int = 30
                     raise RuntimeError(f"{name} returned nothing at {lat} {lon}")
                 if i >= warm:
                     out[name].append(dt)
+        # Work done per call, free of the shared machine's noise: buffers the KNN touches, at the first 50 points.
+        bufs = []
+        for lat, lon in pts[:50]:
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + KNN,
+                                                          (lon, lat, srid)))
+            m = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
+            bufs.append(int(m.group(1)) + int(m.group(2) or 0) if m else 0)
         conn.rollback()
-    return {k: {"p50": statistics.median(v), "p95": _pct(v, 0.95), "p99": _pct(v, 0.99), "mean": statistics.fmean(v),
-                "calls": len(v)} for k, v in out.items()}
+    res = {k: {"p50": statistics.median(v), "p95": _pct(v, 0.95), "p99": _pct(v, 0.99), "mean": statistics.fmean(v),
+               "calls": len(v)} for k, v in out.items()}
+    res["knn"]["buffers"] = statistics.median(bufs)
+    return res

@@ -75,6 +75,93 @@ def _get(base: str, paths: Path, token: str, *, duration: int, warmup: int, conn
     return _check(ib.run_wrk(base, "-", token, paths, **kw, name=name, app_pid=pid, engine=engine), name)
 
 
+def _first(base: str, paths: Path, token: str, concurrent: int = 4, tries: int = 4) -> float:
+    """Requests of the first path, `concurrent` at a time with no time limit, until a round is fast (< 2 s), so
+    each worker process has made its first-use caches (e.g. the layers' extents) before a measured phase; the
+    slowest first-round request's seconds. Raises Invalid on a non-2xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    path = paths.read_text().split("\n", 1)[0]
+
+    def one(_: int) -> float:
+        t0 = time.perf_counter()
+        r = httpx.get(base + path, headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=600)
+        if not 200 <= r.status_code < 300:
+            raise Invalid(f"GET {path}: {r.status_code} {r.text[:300]}")
+        return time.perf_counter() - t0
+
+    first = None
+    with ThreadPoolExecutor(concurrent) as pool:
+        for _ in range(tries):
+            slowest = max(pool.map(one, range(concurrent)))
+            first = slowest if first is None else first
+            if slowest < 2:
+                break
+    return first
+
+
+def growth_row(engine, env, field_token, advisor_token, coords, job_file, lights_file, log, *, size, duration,
+               connections, ogc_connections, workers) -> dict:
+    """Intake alone (one round), then job by reference and an OGC lamp-column bbox on one API server."""
+    g = ib.measure_intake(engine, env, field_token, coords, workers=[workers], rounds=1, duration=duration, warmup=3,
+                          connections=connections, threads=2, log=log, servers=("intake",), quiet=False)
+    p = _check(g[0][2]["intake"], f"intake at {size:,}")
+    row = {"intake_rps": p.rps, "intake_p99": p.p99}
+    with ib.server(ib.INTAKE_APP, workers, env, log) as (base, pid):
+        jp = _get(base, job_file, advisor_token, duration=duration, warmup=3, connections=connections, log=log,
+                  name=f"job-by-ref@{size}", pid=pid)
+        row["ogc_first_s"] = _first(base, lights_file, advisor_token)
+        op = _get(base, lights_file, advisor_token, duration=duration, warmup=3, connections=ogc_connections, log=log,
+                  name=f"ogc-lights@{size}", pid=pid)
+    row.update(job_p99=jp.p99, job_rps=jp.rps, ogc_p95=op.p95, ogc_rps=op.rps)
+    return row
+
+
+@cli.command("finish-growth")
+def finish_growth(
+    size: Annotated[int, typer.Option(help="lamp columns the kept database holds")],
+    database: Annotated[str, typer.Option(help="the kept bench database")] = "kerbside_bench_suite",
+    duration: Annotated[int, typer.Option(help="seconds per wrk phase")] = 10,
+    connections: Annotated[int, typer.Option()] = 16,
+    ogc_connections: Annotated[int, typer.Option()] = 4,
+    workers: Annotated[int, typer.Option()] = 2,
+) -> None:
+    """Measure the growth row at `size` on a database kept by `run --keep` whose run stopped at that row, add it to
+    bench/results.partial.json (marked as measured by this command) and render RESULTS.md from it."""
+    from bench import reads
+    from bench.report import write_all
+
+    import psycopg
+
+    partial = RAW_JSON.with_suffix(".partial.json")
+    out = json.loads(partial.read_text())
+    url = _pg("url", database)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    env = ib._cli_env(url)
+    os.environ["KERBSIDE_DATABASE_URL"] = url
+    engine = ib._engine(url)
+    log = WORK / f"finish-{datetime.now():%Y%m%d-%H%M%S}.log"
+    job_file, lights_file, coords = WORK / "job_paths.txt", WORK / f"ogc_lights_{size}.txt", WORK / f"points_{size}.txt"
+    with psycopg.connect(dsn) as conn:
+        reads.items_paths(reads.bboxes(conn, layer="street_lights"), lights_file, "/ogc", "street_lights")
+    s = out["snap"][str(size)]
+    row = {"assets": size, "snap_p50": s["locate"]["p50"], "snap_p99": s["locate"]["p99"],
+           **growth_row(engine, env, ib.bench_token(env), ib.bench_token(env, "advisor", "bench-reads"), coords,
+                        job_file, lights_file, log, size=size, duration=duration, connections=connections,
+                        ogc_connections=ogc_connections, workers=workers),
+           "measured_by": ".venv/bin/python -m bench.suite " + shlex.join(sys.argv[1:]),
+           "measured_at": datetime.now(timezone.utc).isoformat()}
+    console.print(f"growth {size:,}: {row}")
+    out["growth"] = [g for g in out["growth"] if g["assets"] != size] + [row]
+    out["finished"] = datetime.now(timezone.utc).isoformat()
+    out["code_after"] = ib.code_state()
+    engine.dispose()
+    write_all(out)
+    partial.unlink()
+
+
 def _progress(label: str) -> Progress:
     return Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=console)
@@ -164,18 +251,9 @@ def run(
             console.print(f"snap at {size:,}: locate p50 {s['locate']['p50']:.2f} ms p99 {s['locate']['p99']:.2f} ms; "
                           f"bare KNN p50 {s['knn']['p50']:.2f} ms p99 {s['knn']['p99']:.2f} ms")
             row = {"assets": size, "snap_p50": s["locate"]["p50"], "snap_p99": s["locate"]["p99"]}
-            # growth row: intake alone (one round), then the two reads on one API server
-            g = ib.measure_intake(engine, env, field_token, coords, workers=[workers], rounds=1,
-                                  duration=growth_duration, warmup=3, connections=connections, threads=2, log=log,
-                                  servers=("intake",), quiet=False)
-            p = _check(g[0][2]["intake"], f"intake at {size:,}")
-            row.update(intake_rps=p.rps, intake_p99=p.p99)
-            with ib.server(ib.INTAKE_APP, workers, env, log) as (base, pid):
-                jp = _get(base, job_file, advisor_token, duration=growth_duration, warmup=3, connections=connections,
-                          log=log, name=f"job-by-ref@{size}", pid=pid)
-                op = _get(base, lights_file, advisor_token, duration=growth_duration, warmup=3,
-                          connections=ogc_connections, log=log, name=f"ogc-lights@{size}", pid=pid)
-            row.update(job_p99=jp.p99, job_rps=jp.rps, ogc_p95=op.p95, ogc_rps=op.rps)
+            row.update(growth_row(engine, env, field_token, advisor_token, coords, job_file, lights_file, log,
+                                  size=size, duration=growth_duration, connections=connections,
+                                  ogc_connections=ogc_connections, workers=workers))
             out["growth"].append(row)
             console.print(f"growth {size:,}: {json.dumps({k: round(v, 2) for k, v in row.items()})}")
             if size == main_size:
@@ -203,6 +281,42 @@ def run(
 
         write_all(out)
         console.print(f"rewrote {RESULTS.relative_to(ROOT)}, {GROWTH_JSON.name}, {GROWTH_PNG.name}")
+
+
+@cli.command("sla")
+def sla_only(
+    jobs: Annotated[int, typer.Option(help="open jobs loaded")] = 1_000_000,
+    database: Annotated[str, typer.Option(help="bench database (dropped and recreated)")] = "kerbside_bench_sla",
+) -> None:
+    """The SLA sweep goal alone, on a fresh database with `jobs` open jobs; replaces the SLA figures in
+    bench/results.json (marked with this command, time and code) and re-renders bench/RESULTS.md."""
+    import psycopg
+
+    from bench import load, sla
+    from bench.report import RAW_JSON as RAW, write_all
+
+    started = datetime.now(timezone.utc)
+    url = _pg("url", database)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    env = ib._cli_env(url)
+    os.environ["KERBSIDE_DATABASE_URL"] = url
+    _pg("createdb", database)
+    try:
+        subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, check=True)
+        with psycopg.connect(dsn) as conn:
+            with _progress(f"{jobs:,} open jobs") as pr:
+                task = pr.add_task("jobs", total=jobs)
+                load.add_jobs(conn, jobs, 27700, progress=lambda d, n: pr.update(task, completed=d))
+        with console.status("SLA sweep: 10,000 crossing, alternating with set-based SQL"):
+            figures = sla.measure(dsn)
+    finally:
+        _pg("dropdb", database)
+    console.print(f"SLA: {json.dumps(figures, default=str)}")
+    r = json.loads(RAW.read_text())
+    r["sla"] = {**figures, "run": {"command": ".venv/bin/python -m bench.suite " + shlex.join(sys.argv[1:]),
+                                   "started": started.isoformat(), "code": ib.code_state()}}
+    write_all(r)
 
 
 def main(out: dict, engine, env, dsn, url, field_token, advisor_token, coords, job_file, srid, log, *, duration,
@@ -250,6 +364,7 @@ def main(out: dict, engine, env, dsn, url, field_token, advisor_token, coords, j
                                 python=str(VENV_BENCH / "bin" / "python"), factory=False, health="/conformance?f=json")
                 paths, tok = theirs, ""
             with ctx as (base, pid):
+                _first(base, paths, tok)  # caches made on first use, outside the measured phase
                 p = _get(base, paths, tok, duration=duration, warmup=warmup, connections=ogc_connections, log=log,
                          name=f"ogc-{name}", pid=pid)
             measured[name] = _phase_dict(p)
