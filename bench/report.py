@@ -179,6 +179,11 @@ def render(r: dict) -> str:
         L += [f"- These SLA figures are from a later run of the SLA goal alone, `{sla['run']['command']}` at "
               f"{sla['run']['started'][:16].replace('T', ' ')} UTC (code: {sla['run']['code']}), on a fresh database "
               f"with the same jobs."]
+    if "sla_previous" in r:
+        b = r["sla_previous"]
+        L += [f"- The SLA-only run before this one ({b['run']['started'][11:16]} UTC, code sha256 "
+              f"{b['run']['code'].rsplit(' ', 1)[-1]}) measured {b['sweep_median_s'] * 1000:.0f} vs "
+              f"{b['set_median_s'] * 1000:.0f} ms (**{b['ratio']:.2f}×**)."]
     if "sla_before" in r:
         b = r["sla_before"]
         L += [f"- The full run measured the sweep as it was before the last change (batches of {b['batch']}, events "

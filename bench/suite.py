@@ -314,6 +314,8 @@ def sla_only(
         _pg("dropdb", database)
     console.print(f"SLA: {json.dumps(figures, default=str)}")
     r = json.loads(RAW.read_text())
+    if "run" in r.get("sla", {}):
+        r["sla_previous"] = r["sla"]  # the last SLA-only run, kept for the note
     r["sla"] = {**figures, "run": {"command": ".venv/bin/python -m bench.suite " + shlex.join(sys.argv[1:]),
                                    "started": started.isoformat(), "code": ib.code_state()}}
     write_all(r)

@@ -22,12 +22,3 @@ def publish(session: Session, job_ref: str, event_id: int, event_type: str, stat
     """Queue a notification for listeners (SSE, CRM fan-out); PostgreSQL sends it at commit, never before."""
     payload = json.dumps({"job": job_ref, "event_id": event_id, "type": event_type, "status": status})
     session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
-
-
-def publish_many(session: Session, items: list[tuple[str, int, str, str]]) -> None:
-    """`publish` for many (job_ref, event_id, event_type, status) in one statement, in the order given."""
-    if not items:
-        return
-    payloads = [json.dumps({"job": ref, "event_id": ev, "type": typ, "status": st}) for ref, ev, typ, st in items]
-    session.execute(text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) AS p"),
-                    {"c": CHANNEL, "ps": payloads})

@@ -1,7 +1,7 @@
 """The SLA sweep (worker, every minute): flag jobs at risk and breached, each exactly once.
 
-Each flag is one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` (then one INSERT of the
-batch's events and one statement queueing its NOTIFYs), driven by a
+Each batch is one statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` feeding the INSERT
+of its events and their NOTIFYs (data-modifying CTEs), driven by a
 partial index holding only jobs not yet flagged (ix_jobs_risk_pending, ix_jobs_breach_pending): the
 cost follows the jobs whose deadline has come, not the number of healthy open jobs. Two workers never
 flag a job twice: a row one of them holds is skipped by the other, and a row it already flagged no
@@ -14,13 +14,13 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from server import events
 from server import models as _tables  # noqa: F401  (every table mapped, whoever imports this first)
 from server.db import new_session
-from server.jobs.models import Job, JobEvent
+from server.jobs.models import Job
 from server.jobs.rules import OPEN_STATUSES
 from server.jobs.service import iso
 
@@ -43,36 +43,46 @@ def pending_query(kind: str, now: datetime, limit: int = BATCH):
             .order_by(deadline).limit(limit).with_for_update(skip_locked=True))
 
 
-_INSERT_EVENTS = text("""
-    INSERT INTO job_events (job_id, type, actor, actor_role, at, after, data)
-    SELECT e.job_id, :type, 'system:sla', 'system', :at, e.after, e.data
-      FROM unnest(CAST(:job_ids AS bigint[]), CAST(:afters AS jsonb[]), CAST(:datas AS jsonb[]))
-           WITH ORDINALITY AS e(job_id, after, data, n)
-     ORDER BY e.n
-    RETURNING job_id, id""")
+def _iso_sql(col: str) -> str:
+    """SQL giving what iso() gives for a timestamptz read in this session: microseconds only when not zero,
+    the offset as +HH:MM; NULL stays NULL."""
+    return (f"to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN to_char({col}, 'US') = '000000' THEN '' "
+            f"ELSE '.' || to_char({col}, 'US') END || to_char({col}, 'TZH:TZM')")
+
+
+# One statement per batch, as set-based SQL would do it: flag (the same rows pending_query selects: keep the two
+# in step), write one event per flag, queue one NOTIFY per event (events.publish's payload, byte for byte).
+_FLAG_SQL = """
+WITH f AS (
+  UPDATE jobs SET {flag} = :now
+   WHERE id IN (SELECT id FROM jobs WHERE {flag} IS NULL AND {deadline} <= :now AND status = ANY(:statuses)
+                 ORDER BY {deadline} LIMIT :limit FOR UPDATE SKIP LOCKED)
+  RETURNING id, reference, status, due_at, risk_at, sla_started_at, {deadline} AS deadline),
+e AS (
+  INSERT INTO job_events (job_id, type, actor, actor_role, at, after, data)
+  SELECT id, :type, 'system:sla', 'system', :now, CAST(:after AS jsonb),
+         jsonb_build_object('due_at', {due}, 'risk_at', {risk}, 'started_at', {started})
+    FROM (SELECT * FROM f ORDER BY deadline, id) o
+  RETURNING id, job_id),
+n AS (
+  SELECT f.reference, f.deadline, f.id,
+         pg_notify(:channel, '{{"job": ' || to_json(f.reference)::text || ', "event_id": ' || e.id
+                   || ', "type": ' || to_json(CAST(:type AS text))::text || ', "status": '
+                   || to_json(f.status)::text || '}}') AS queued
+    FROM e JOIN f ON f.id = e.job_id)
+SELECT reference FROM n ORDER BY deadline, id
+"""
+_FLAG = {kind: text(_FLAG_SQL.format(flag=flagged.key, deadline=deadline.key, due=_iso_sql("due_at"),
+                                     risk=_iso_sql("risk_at"), started=_iso_sql("sla_started_at")))
+         for kind, (_, flagged, deadline) in KINDS.items()}
 
 
 def _flag(session: Session, kind: str, now: datetime) -> list[str]:
-    """One batch, set-based: flag up to BATCH jobs, write their events in one INSERT, queue their NOTIFYs in one
-    statement (three statements per batch, however many jobs cross; no per-row round trips)."""
-    event_type, flagged, deadline = KINDS[kind]
-    table = Job.__table__
-    stmt = (update(table).where(table.c.id.in_(pending_query(kind, now).scalar_subquery()))
-            .values({flagged.key: now})
-            .returning(table.c.id, table.c.reference, table.c.status, table.c.due_at, table.c.risk_at,
-                       table.c.sla_started_at))
-    rows = session.execute(stmt).all()
-    if not rows:
-        return []
-    rows.sort(key=lambda r: (getattr(r, deadline.key), r.id))  # events in deadline order, as the batch was picked
-    # One INSERT of the batch from arrays (7 parameters, not 7 per row).
-    event_ids = dict(session.execute(_INSERT_EVENTS, {
-        "job_ids": [r.id for r in rows], "type": event_type, "at": now,
-        "afters": [json.dumps({flagged.key: iso(now)})] * len(rows),
-        "datas": [json.dumps({"due_at": iso(r.due_at), "risk_at": iso(r.risk_at), "started_at": iso(r.sla_started_at)})
-                  for r in rows]}).all())
-    events.publish_many(session, [(r.reference, event_ids[r.id], event_type, r.status) for r in rows])
-    return [r.reference for r in rows]
+    """One batch of up to BATCH jobs flagged, with their events and NOTIFYs, in one statement; their references."""
+    event_type, flagged, _ = KINDS[kind]
+    return list(session.execute(_FLAG[kind], {
+        "now": now, "statuses": list(SWEPT_STATUSES), "limit": BATCH, "type": event_type,
+        "after": json.dumps({flagged.key: iso(now)}), "channel": events.CHANNEL}).scalars())
 
 
 def sweep_sla(session: Session, now: datetime | None = None) -> dict:
