@@ -85,7 +85,7 @@ def render(r: dict) -> str:
         + ", ".join(f"{k}={v}" for k, v in m["pg_settings"].items()),
         f"- Stack: Python {m['python']}, {m['stack']}; {m['wrk']}; pygeoapi from `requirements-bench.txt` "
         "(`.venv-bench`)",
-        f"- Code: {r['code']}",
+        f"- Code: {r['code']}" + (f" ({r['code_note']})" if r.get("code_note") else ""),
         f"- Data: one fresh database, `server.cli setup` (real B&NES layers), {_n(r['jobs'] if 'jobs' in r else 1e6)} "
         "open jobs, synthetic lamp columns grown through " + ", ".join(_n(s) for s in sizes) + " (SQL, "
         "`bench/load.py`); database size " + ", ".join(f"{v} at {_n(int(k))}" for k, v in r["disk"].items()),
@@ -225,7 +225,10 @@ def render(r: dict) -> str:
           "`make bench` installs `.venv-bench` from `requirements-bench.txt` (pygeoapi, matplotlib) and runs "
           "`.venv/bin/python -m bench.suite run`; it needs ~8 GB free disk for the 10M-asset database, which it "
           "drops at the end. `python -m bench.intake run` measures the intake alone; `python -m bench.report` "
-          "re-renders this file from `bench/results.json`; `python -m bench.profile_intake run` profiles a request.",
+          "re-renders this file from `bench/results.json`; `python -m bench.profile_intake run` profiles a request. "
+          "Pieces, each recorded into `bench/results.json`: `python -m bench.suite sla` (the SLA goal alone), "
+          "`python -m bench.suite finish-growth --size N` (a growth row on a database kept by `run --keep`), "
+          "`python -m bench.waits run --record` (the intake's wait events), `python -m bench.whatif_notify run`.",
           "", _crew_section()]
     return "\n".join(L)
 
@@ -238,19 +241,39 @@ def _waits(r: dict) -> list[str]:
     w = r.get("intake_waits")
     if not w:
         return []
+    return _waits_text(r, w)
+
+
+def _waits_text(r: dict, w: dict) -> list[str]:
+    """The waits paragraph, and the what-if that sizes them when bench.whatif_notify ran."""
     sh = w["shares"]
 
     def share(prefix: str) -> float:
         return 100 * sum(v for k, v in sh.items() if k.startswith(prefix))
 
+    out = []
+    wi = r.get("whatif_notify")
+
+    def act(flag: bool) -> float:
+        xs = [x["active_ms"] for x in wi["rows"] if x["notify"] == flag]
+        return sum(xs) / len(xs)
+
+    if wi:
+        out = ["", f"**What-if, to size it** (`{wi['command']}`, a fresh database with 1M lamp columns, alternating "
+               "rounds): the same API with `kerbside_intake`'s pg_notify calls made no-ops in that bench database "
+               f"only served **{wi['rps_without']:.0f} req/s against {wi['rps_with']:.0f}** as committed "
+               f"({wi['rps_without'] / wi['rps_with']:.2f}×), worst p99 {wi['p99_without']:.0f} ms against "
+               f"{wi['p99_with']:.0f} ms; backend active time per report {act(False):.0f} ms against {act(True):.0f} "
+               "ms. So the lock wait is most of the backends' time but not the ceiling: it overlaps other requests' "
+               "CPU work, and on 2 shared cores the intake is bound by CPU per report (app + PostgreSQL), which is "
+               "what the rest of this note is about."]
     return ["", f"**Waits.** Sampling the intake's active backends every 50 ms under the same load "
             f"(`{w['command']}`, on the database the run kept, at its largest size: {w['rps']:.0f} req/s, p99 {w['p99']:.0f} ms, {w['samples']:,} samples): "
             f"**{share('Lock:object'):.0f} % waiting for a lock at COMMIT** (`Lock:object`: the database-wide lock "
             "on the NOTIFY queue, which a transaction that sent NOTIFY holds from pre-commit through its WAL flush, "
             f"so such commits run one at a time) and {share('IO:WALSync'):.0f} % in that flush; "
             f"{share('CPU:-'):.0f} % on CPU in the two statements, {share('IO:DataFileRead'):.0f} % reading pages. "
-            "The baselines send no NOTIFY, so their commits share WAL flushes. This is most of the intake's latency "
-            "at 16 connections and a ceiling on its throughput."]
+            "The baselines send no NOTIFY, so their commits share WAL flushes."] + out
 
 
 def notes(r: dict) -> dict[str, list[str]]:
@@ -287,7 +310,8 @@ def notes(r: dict) -> dict[str, list[str]]:
         "",
         "**What would move it.** (0) Take NOTIFY out of the report's transaction (see the waits above): publish "
         "after commit, in its own short transaction, or let listeners poll `job_events` on a wake-up sent by one "
-        "process; the intake's commits then group on the WAL flush like the baselines' do. (1) The hot path on psycopg directly, async, statements prepared: the ORM and bare "
+        "process; the intake's commits then group on the WAL flush like the baselines' do (worth ~1.2× here, more "
+        "where cores are not the limit). (1) The hot path on psycopg directly, async, statements prepared: the ORM and bare "
         f"baselines run identical SQL and differ by {oa - ba:.1f} ms of app CPU per request. (2) The answer built "
         "by `kerbside_intake` as JSON and sent as bytes (orjson), no re-shaping in Python. (3) Less database work per "
         "report: the street lookup only for categories that show it, the timeline rows in one multi-row INSERT. "
