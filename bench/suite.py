@@ -372,6 +372,7 @@ def main(out: dict, engine, env, dsn, url, field_token, advisor_token, coords, j
             measured[name] = _phase_dict(p)
             console.print(f"OGC items {name} round {rnd}: {p.rps:,.1f} req/s p50 {p.p50:.0f} p95 {p.p95:.0f} ms")
         out["reads"]["ogc"].append({"round": rnd, **measured})
+    (WORK / "pygeoapi.yml").unlink(missing_ok=True)  # it holds the bench database's password
 
     console.rule("SLA sweep")
     with console.status("SLA sweep: 10,000 crossing, alternating with set-based SQL"):
