@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 TEST_DB ?= kerbside_test
 
-.PHONY: run test fuzz install db stop migrate import seed tokens clean-data mobile bench
+.PHONY: run test fuzz install db stop migrate import seed tokens clean-data mobile bench bench-all bench-intake
 
 install:  ## install system packages and the pinned Python environment
 	@scripts/install.sh
@@ -46,5 +46,13 @@ tokens: db
 mobile: install  ## the Kivy field app on this desktop (fake GPS + camera); sign in to a server from `make run`
 	@KIVY_NO_ARGS=1 KERBSIDE_APP_DATA="$${KERBSIDE_APP_DATA:-.data/fieldapp}" $(PY) -m mobile.main
 
-bench: db  ## intake load benchmark: 1M assets, wrk, intake vs baseline; appends to bench/RESULTS.md
-	@$(PY) -m bench.intake run --assets 1000000 --duration 30 --connections 16 --workers 1 --workers 2
+bench: db  ## the whole benchmark (issue 16): intake vs two baselines, snap 1M/10M, reads vs pygeoapi, SLA sweep, field sync, growth curve; rewrites bench/RESULTS.md (~40 min, ~8 GB disk while it runs)
+	@test -x .venv-bench/bin/python || python3 -m venv .venv-bench
+	@.venv-bench/bin/pip install -q -r requirements-bench.txt
+	@command -v wrk >/dev/null || { echo "wrk is missing: make install (or apt-get install -y wrk)"; exit 1; }
+	@$(PY) -m bench.suite run $(BENCH_ARGS)
+
+bench-all: bench  ## the same as bench
+
+bench-intake: db  ## the intake alone against both baselines (prints a table; does not touch RESULTS.md)
+	@$(PY) -m bench.intake run --assets 1000000 --duration 30 --connections 16 --workers 2

@@ -1,12 +1,13 @@
-"""Intake load benchmark: POST /api/v1/reports against a bare snap+insert baseline, 1M street lights loaded.
+"""Intake load benchmark: POST /api/v1/reports against two baselines, with wrk, in rotating rounds.
 
     .venv/bin/python -m bench.intake run --assets 1000000 --duration 30 --connections 16
 
-One run: a fresh bench database (scripts/pg.sh createdb), `server.cli setup`, N synthetic lamp columns
-added to the real `street_lights` layer (COPY, inside the council boundary), a field_worker token, then
-for each uvicorn worker count: the real API and the baseline app (bench/baseline_app.py), each warmed
-up and driven by wrk (bench/post_reports.lua) for the duration, one after the other on the same
-database. The figures are appended to bench/RESULTS.md.
+The servers: the real API (`server.main:create_app`); the ORM baseline (bench/baseline_app.py: one KNN snap +
+one INSERT through the API's own SQLAlchemy session and pool); the bare baseline (bench/bare_app.py: the same
+two statements from a psycopg 3 async pool, server-side prepared, no ORM). Each is warmed up, then driven by
+wrk (bench/post_reports.lua) on the same database, one after the other, the order rotating each round.
+`bench.suite` uses `measure_intake` inside the whole benchmark and rewrites bench/RESULTS.md; `run` here is
+the intake alone on its own database (prints a table).
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from typing import Annotated, Iterator
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,6 @@ RESULTS = BENCH / "RESULTS.md"
 LUA = BENCH / "post_reports.lua"
 LAYER = "street_lights"
 REF_PREFIX = "BL-"  # gis_data.synthetic.generate_scale_points; the generated B&NES lights are "NNNNN/NNN"
-CHUNK = 50_000
 INTAKE_APP = "server.main:create_app"
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Intake load benchmark (wrk)",
@@ -90,53 +89,6 @@ def _bench_count(engine) -> int:
         return conn.execute(text("SELECT count(*) FROM assets a JOIN asset_layers l ON l.id = a.layer_id "
                                  "WHERE l.name = :n AND a.external_ref LIKE :p"),
                             {"n": LAYER, "p": REF_PREFIX + "%"}).scalar_one()
-
-
-def load_assets(engine, n: int, seed: int, srid: int) -> float:
-    """Add n synthetic lamp columns inside the boundary to the street_lights layer (COPY in chunks); seconds."""
-    import numpy as np
-    import shapely
-    from sqlalchemy import text
-
-    from gis_data.synthetic import generate_scale_points
-
-    boundary = _boundary(engine)
-    # Uniform points in the boundary's bbox, keeping the first n inside it (deterministic for n and seed).
-    stream = generate_scale_points(4 * n, seed=seed, bbox=tuple(boundary.bounds))
-    t0 = time.perf_counter()
-    attrs = json.dumps({"synthetic": True, "bench": True})
-    columns = [TextColumn("[bold]street_lights[/] +synthetic"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress, engine.connect() as conn:
-        task = progress.add_task("load", total=n)
-        layer_id = conn.execute(text("SELECT id FROM asset_layers WHERE name = :n"), {"n": LAYER}).scalar_one()
-        conn.execute(text("CREATE TEMP TABLE _bench_pts (ref text, lon float8, lat float8)"))
-        conn.commit()
-        done = 0
-        while done < n:
-            batch = [row for _, row in zip(range(CHUNK * 2), stream)]
-            if not batch:
-                raise RuntimeError("the point generator ran dry before n points fell inside the boundary")
-            xs = np.fromiter((r[1] for r in batch), float, len(batch))
-            ys = np.fromiter((r[2] for r in batch), float, len(batch))
-            keep = [r for r, inside in zip(batch, shapely.contains_xy(boundary, xs, ys)) if inside][: n - done]
-            with conn.connection.driver_connection.cursor() as cur:
-                with cur.copy("COPY _bench_pts (ref, lon, lat) FROM STDIN") as cp:
-                    for row in keep:
-                        cp.write_row(row)
-            # No ON CONFLICT: a ref colliding with an existing one fails the load loudly.
-            conn.execute(text(f"""
-                INSERT INTO assets (layer_id, external_ref, ref_derived, geom, attributes, maintainer, synthetic)
-                SELECT :l, ref, false, ST_Transform(ST_SetSRID(ST_MakePoint(lon, lat), 4326), {int(srid)}),
-                       CAST(:a AS jsonb), 'street_lighting', true FROM _bench_pts"""), {"l": layer_id, "a": attrs})
-            conn.execute(text("TRUNCATE _bench_pts"))
-            conn.commit()
-            done += len(keep)
-            progress.update(task, completed=done)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        with console.status("VACUUM ANALYZE assets"):
-            conn.execute(text("VACUUM (ANALYZE) assets"))
-    return time.perf_counter() - t0
 
 
 def sample_points(engine, k: int, seed: int, path: Path) -> int:
@@ -205,13 +157,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(app: str, workers: int, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
-    """Run `uvicorn app --factory` with `workers` processes on a free port; yields (base URL, pid)."""
+def server(app: str, workers: int, env: dict[str, str], log: Path, *, python: str = sys.executable,
+           factory: bool = True, health: str = "/healthz") -> Iterator[tuple[str, int]]:
+    """Run `uvicorn app [--factory]` with `workers` processes on a free port (with `python`: pygeoapi runs from
+    its own venv); waits for `health` to answer 200; yields (base URL, pid)."""
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    cmd = [python, "-m", "uvicorn", app, *(["--factory"] if factory else []), "--host", "127.0.0.1", "--port",
+           str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -221,12 +175,12 @@ def server(app: str, workers: int, env: dict[str, str], log: Path) -> Iterator[t
             if proc.poll() is not None:
                 raise RuntimeError(f"{app} exited with {proc.returncode}; see {log}")
             try:
-                if httpx.get(base + "/healthz", timeout=10).status_code == 200:
+                if httpx.get(base + health, timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{app} did not answer /healthz within 60 s; see {log}")
+                raise RuntimeError(f"{app} did not answer {health} within 60 s; see {log}")
             time.sleep(0.3)
         time.sleep(1.0 if workers > 1 else 0)  # let every worker process finish starting
         yield base, proc.pid
@@ -304,9 +258,10 @@ def db_split(before: dict, after: dict, requests: int, seconds: float) -> dict[s
             "active_ms": d["active_time"] / n, "idle_in_tx_ms": d["idle_in_transaction_time"] / n}
 
 
-def _backends(table: dict[int, tuple[int, float]], postmaster: int | None) -> float:
+def _backends(table: dict[int, tuple[int, float]], postmaster: int | None, dbname: str | None = None) -> float:
     """CPU seconds of PostgreSQL's client backends (the rest of its tree is background work: autovacuum,
-    WAL writer, checkpointer, and backends that already exited)."""
+    WAL writer, checkpointer, and backends that already exited); with dbname, only those connected to it (the
+    cluster is shared with other sessions' tests)."""
     total = 0.0
     for pid, (ppid, cpu) in table.items():
         if ppid == postmaster:
@@ -315,12 +270,14 @@ def _backends(table: dict[int, tuple[int, float]], postmaster: int | None) -> fl
             except OSError:
                 continue
             # "postgres: USER DATABASE HOST(PORT) STATE"; background processes name their role instead.
-            if title.startswith("postgres: ") and len(title.split()) >= 4 and "(" in title.split()[3]:
+            parts = title.split()
+            if title.startswith("postgres: ") and len(parts) >= 4 and "(" in parts[3] \
+                    and (dbname is None or parts[2] == dbname):
                 total += cpu
     return total
 
 
-def cpu_snapshot(app_pid: int) -> dict[str, float]:
+def cpu_snapshot(app_pid: int, dbname: str | None = None) -> dict[str, float]:
     """CPU seconds so far: the server's process tree, PostgreSQL's (and its client backends'), the whole
     machine, our waited children."""
     import resource
@@ -329,7 +286,7 @@ def cpu_snapshot(app_pid: int) -> dict[str, float]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     postmaster = _postmaster()
     return {"app": _tree_cpu(table, app_pid), "db": _tree_cpu(table, postmaster),
-            "db_backends": _backends(table, postmaster), "machine": _machine_busy(),
+            "db_backends": _backends(table, postmaster, dbname), "machine": _machine_busy(),
             "children": kids.ru_utime + kids.ru_stime, "t": time.monotonic()}
 
 
@@ -345,9 +302,13 @@ def cpu_split(before: dict[str, float], after: dict[str, float], requests: int) 
             "util": 100 * d["machine"] / capacity}
 
 
-def wait_quiet(limit: float = 25.0, max_wait: int = 180) -> float:
+QUIET_WAIT = 180  # seconds wait_quiet waits at most (bench.suite lowers it: it has many phases)
+
+
+def wait_quiet(limit: float = 25.0, max_wait: int | None = None) -> float:
     """Wait until the machine is mostly idle (others' tests share it); returns the last busy % seen."""
     busy = 100.0
+    max_wait = QUIET_WAIT if max_wait is None else max_wait
     deadline = time.monotonic() + max_wait
     while True:
         b0, t0 = _machine_busy(), time.monotonic()
@@ -382,15 +343,18 @@ class Phase:
 
 
 def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, connections: int, threads: int,
-            observed_at: str, log: Path, name: str, app_pid: int, engine=None, extra: str = "") -> Phase:
-    """Drive base+path with wrk + post_reports.lua; parse the WRKJSON line its done() prints; account CPU."""
+            observed_at: str, log: Path, name: str, app_pid: int, engine=None, script: Path = LUA,
+            extra: str = "") -> Phase:
+    """Drive base+path with wrk + a script (post_reports.lua, or get_paths.lua for reads); parse the WRKJSON line
+    its done() prints; account CPU. `extra`: members post_reports.lua adds to every body (bench/notify_cost.py)."""
     prefix = f"{random.getrandbits(32):08x}"
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(LUA), base,
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(script), base,
            "--", str(coords), path, token or "-", prefix, observed_at, *([extra] if extra else [])]
     db0 = db_snapshot(engine) if engine is not None else None
-    before = cpu_snapshot(app_pid)
+    dbname = engine.url.database if engine is not None else None
+    before = cpu_snapshot(app_pid, dbname)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    after = cpu_snapshot(app_pid)
+    after = cpu_snapshot(app_pid, dbname)
     db1 = db_snapshot(engine) if engine is not None else None
     with open(log, "a") as fh:
         shown = [("<token>" if a == token and token else a) for a in cmd]
@@ -439,90 +403,99 @@ def code_state() -> str:
             f"{len(files)} .py files, sha256 {digest.hexdigest()[:12]}")
 
 
-def summarise(rows: list[tuple[int, int, Phase, Phase]]) -> list[tuple[int, float, float]]:
-    """Per worker count: the pooled ratio (all intake requests over all intake seconds, against the same for
-    the baseline) and the intake's worst p99 of any round."""
-    out = []
+SERVERS = {  # name -> (uvicorn factory, path, needs the bench token)
+    "intake": (INTAKE_APP, "/api/v1/reports", True),
+    "orm": ("bench.baseline_app:create_app", "/bench/reports", False),
+    "bare": ("bench.bare_app:create_app", "/bench/reports", False),
+}
+LABELS = {"intake": "intake (the API)", "orm": "ORM baseline (SQLAlchemy session)",
+          "bare": "bare baseline (psycopg pool, prepared)"}
+
+
+def pooled(ps: list[Phase]) -> float:
+    """All requests over all measured seconds."""
+    return sum(p.requests for p in ps) / sum(p.raw["duration_us"] / 1e6 for p in ps)
+
+
+def summarise(rows: list[tuple[int, int, dict[str, Phase]]]) -> dict[int, dict]:
+    """Per worker count: pooled req/s per server, intake/ORM and intake/bare ratios, worst intake p99."""
+    out = {}
     for w in dict.fromkeys(r[0] for r in rows):
-        mine = [r for r in rows if r[0] == w]
-
-        def pooled(ps: list[Phase]) -> float:
-            return sum(p.requests for p in ps) / sum(p.raw["duration_us"] / 1e6 for p in ps)
-
-        base = pooled([b for *_, b in mine])
-        out.append((w, pooled([i for _, _, i, _ in mine]) / base if base else 0.0, max(i.p99 for _, _, i, _ in mine)))
+        mine = [ph for ww, _, ph in rows if ww == w]
+        rps = {name: pooled([ph[name] for ph in mine]) for name in mine[0]}
+        out[w] = {"rps": rps, "vs_orm": rps["intake"] / rps["orm"] if rps.get("orm") else 0.0,
+                  "vs_bare": rps["intake"] / rps["bare"] if rps.get("bare") else 0.0,
+                  "worst_p99": max(ph["intake"].p99 for ph in mine),
+                  "p99": {name: max(ph[name].p99 for ph in mine) for name in mine[0]}}
     return out
 
 
-def write_results(command: str, info: dict, assets: dict, cfg: dict,
-                  rows: list[tuple[int, int, Phase, Phase]]) -> str:
-    """Append one run's section to bench/RESULTS.md; returns the section."""
-    start = cfg.get("started") or datetime.now(timezone.utc)
-    lines = [f"## Run {start.astimezone():%Y-%m-%d %H:%M %Z}", "",
-             f"- Command: `{command}`",
-             f"- Code: {cfg.get('code') or code_state()}",
-             *([f"- **What-if build, not the API as committed**: intake served by `{cfg['intake_app']}`"]
-               if cfg["intake_app"] != INTAKE_APP else []),
-             f"- Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_gib']} GiB RAM, Linux {info['kernel']}",
-             f"- PostgreSQL {info['postgresql']}, PostGIS {info['postgis']} (GEOS {info['geos']}); "
-             + ", ".join(f"{k}={v}" for k, v in info["pg_settings"].items()),
-             f"- Stack: Python {info['python']}, {info['stack']}; load generator {info['wrk']}",
-             f"- Assets: {assets['layer_total']:,} lamp columns on `{LAYER}` ({assets['bench']:,} synthetic "
-             f"scale points + {assets['layer_total'] - assets['bench']:,} generated B&NES lights); "
-             f"{assets['all_assets']:,} assets in all layers",
-             f"- Load: wrk, {cfg['connections']} connections, {cfg['threads']} threads, {cfg['duration']} s measured "
-             f"after {cfg['warmup']} s warm-up, per server; {cfg['points']:,} report points within ~5 m of random "
-             f"loaded lamp columns; unique client_id per request; same database; {cfg.get('rounds', 1)} round(s) per "
-             f"worker count, odd rounds intake first, even rounds baseline first",
-             ""]
-    summary = {w: (ratio, worst) for w, ratio, worst in summarise(rows)}
-    for workers, rnd, intake, base in rows:
-        ratio = intake.rps / base.rps if base.rps else 0.0
-        valid = intake.valid and base.valid
-        ratio_ok, p99_ok = ratio >= 0.5, intake.p99 < 100
-        lines += [f"### uvicorn --workers {workers}, round {rnd}", "",
-                  "| server | requests/s | p50 ms | p95 ms | p99 ms | requests | errors (non-2xx + socket) "
-                  "| CPU ms/req: app | PostgreSQL (its backends) | wrk | other processes | machine busy |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += ["| " + " | ".join(_fmt(p) + _fmt_cpu(p)) + " |" for p in (intake, base)]
-        lines += ["",
-                  f"- Ratio intake/baseline: **{_ratio(ratio)}** "
-                  f"(goal ≥ 0.50: {'met' if ratio_ok else '**not met**'})",
-                  f"- Intake p99: **{intake.p99:.1f} ms** (goal < 100 ms: {'met' if p99_ok else '**not met**'})",
-                  f"- Status codes: intake {intake.statuses}, baseline {base.statuses}; wrk socket errors: intake "
-                  f"{intake.raw['socket_errors']}, baseline {base.raw['socket_errors']}",
-                  f"- Latency max: intake {intake.maxi:.0f} ms, baseline {base.maxi:.0f} ms; mean: intake "
-                  f"{intake.mean:.1f} ms, baseline {base.mean:.1f} ms"]
-        if "db" in intake.raw and "db" in base.raw:
-            i, b = intake.raw["db"], base.raw["db"]
-            lines.append(f"- PostgreSQL (pg_stat_database): new connections during the phase: intake "
-                         f"{i['sessions']:.0f}, baseline {b['sessions']:.0f}; per request, backend active: intake "
-                         f"{i['active_ms']:.2f} ms, "
-                         f"baseline {b['active_ms']:.2f} ms; idle in transaction (waiting on the app): intake "
-                         f"{i['idle_in_tx_ms']:.2f} ms, baseline {b['idle_in_tx_ms']:.2f} ms")
-        if intake.idle_before is not None and base.idle_before is not None:
-            lines.append(f"- Machine busy with other work just before the phase (the harness waits up to 3 min for "
-                         f"< 25 %): intake {intake.idle_before:.0f} %, baseline {base.idle_before:.0f} %")
-        noisy = [f"{p.name} ({p.cpu['other_pct']:.0f}% of the machine)" for p in (intake, base)
-                 if p.cpu and p.cpu["other_pct"] >= 5]
-        if noisy:
-            lines.append(f"- Caution: other processes (the machine is shared) took CPU during {', '.join(noisy)}; "
-                         "figures from a quiet machine would be better")
-        if not valid:
-            lines.append("- **Not a valid result: some responses were not 2xx** "
-                         f"(first: `{(intake.raw.get('first_error') or base.raw.get('first_error'))[:200]}`)")
-        lines.append("")
-        if rnd == max(r for w, r, _, _ in rows if w == workers):
-            ratio, worst = summary[workers]
-            lines += [f"**uvicorn --workers {workers}, all rounds: pooled ratio {_ratio(ratio)}** (goal ≥ 0.50: "
-                      f"{'met' if ratio >= 0.5 else '**not met**'}); **worst intake p99 {worst:.1f} ms** (goal < "
-                      f"100 ms: {'met' if worst < 100 else '**not met**'})", ""]
-    section = "\n".join(lines) + "\n"
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by `bench/intake.py`; newest run last.\n\n")
-    with open(RESULTS, "a") as fh:
-        fh.write(section)
-    return section
+def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, workers: list[int], rounds: int,
+                   duration: int, warmup: int, connections: int, threads: int, log: Path,
+                   intake_app: str = INTAKE_APP, servers: tuple[str, ...] = ("intake", "orm", "bare"),
+                   quiet: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
+    """Each worker count, `rounds` rounds of every server one after the other (the order rotates each round, so
+    a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase})."""
+    observed_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    kw = dict(duration=duration, connections=connections, threads=threads, observed_at=observed_at, log=log)
+    rows = []
+    for w in workers:
+        for rnd in range(1, rounds + 1):
+            order = list(servers[(rnd - 1) % len(servers):] + servers[:(rnd - 1) % len(servers)])
+            if rnd % 2 == 0:
+                order.reverse()
+            measured = {}
+            for name in order:
+                app, path, needs_token = SERVERS[name]
+                app = intake_app if name == "intake" else app
+                idle = wait_quiet() if quiet else None
+                with server(app, w, env, log) as (base, pid):
+                    if warmup:
+                        with console.status(f"{name}, {w} worker(s), round {rnd}: warm-up {warmup} s"):
+                            run_wrk(base, path, token if needs_token else "", coords, **{**kw, "duration": warmup},
+                                    name=f"{name}-warmup", app_pid=pid)
+                        time.sleep(1)  # let the warm-up's last requests drain
+                    with console.status(f"{name}, {w} worker(s), round {rnd}: measuring {duration} s"):
+                        p = run_wrk(base, path, token if needs_token else "", coords, **kw, name=name, app_pid=pid,
+                                    engine=engine)
+                    p.idle_before = idle
+                measured[name] = p
+                console.print(f"{name:6} workers={w} round {rnd}: {p.rps:,.0f} req/s  p50 {p.p50:.1f} ms  "
+                              f"p95 {p.p95:.1f} ms  p99 {p.p99:.1f} ms  errors {p.errors}  {p.statuses}  CPU/req: "
+                              f"app {p.cpu['app_ms']:.1f} ms, PostgreSQL {p.cpu['db_ms']:.1f} ms (backends "
+                              f"{p.cpu['db_backends_ms']:.1f}), other {p.cpu['other_ms']:.1f} ms; machine "
+                              f"{p.cpu['util']:.0f}% busy")
+            rows.append((w, rnd, measured))
+    return rows
+
+
+def intake_table(rows: list[tuple[int, int, dict[str, Phase]]], title: str) -> Table:
+    """The rows as a Rich table with the pooled ratios."""
+    table = Table(title=title)
+    for col in ("workers", "round", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "errors",
+                "app / PG CPU ms"):
+        table.add_column(col, justify="right")
+    for w, rnd, ph in rows:
+        for p in ph.values():
+            table.add_row(str(w), str(rnd), *_fmt(p), f"{p.cpu['app_ms']:.1f} / {p.cpu['db_ms']:.1f}")
+    for w, s in summarise(rows).items():
+        table.add_row(str(w), "all", "intake/ORM, intake/bare", "", "", "", f"worst {s['worst_p99']:.1f}", "", "",
+                      f"[bold]{_ratio(s['vs_orm'])}, {_ratio(s['vs_bare'])}[/]")
+    return table
+
+
+def prepare_baselines(engine) -> None:
+    """The baselines' table (both baselines insert into it)."""
+    from bench.baseline_app import prepare
+
+    with engine.begin() as conn:
+        prepare(conn)
+
+
+def bench_token(env: dict[str, str], role: str = "field_worker", name: str = "bench-intake") -> str:
+    """A fresh bearer token of `role` in the bench database."""
+    return subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", role, "--name", name],
+                          cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
 # --------------------------------------------------------------------------- the command
@@ -537,20 +510,24 @@ def run(
     workers: Annotated[list[int], typer.Option("--workers", help="uvicorn worker counts to measure (repeatable)")]
     = [2],  # noqa: B006 (typer needs a literal default)
     warmup: Annotated[int, typer.Option(help="warm-up seconds per server (not measured)", min=0)] = 5,
-    rounds: Annotated[int, typer.Option(help="measured rounds per worker count; they alternate which server goes "
-                                             "first, so a drift in the machine's speed falls on both", min=1)] = 2,
+    rounds: Annotated[int, typer.Option(help="measured rounds per worker count; the order of the servers rotates "
+                                             "each round", min=1)] = 2,
     points: Annotated[int, typer.Option(help="distinct report points in the wrk script", min=1)] = 20_000,
-    database: Annotated[str, typer.Option(help="bench database name (dropped and recreated)")] = "kerbside_bench",
+    database: Annotated[str, typer.Option(help="bench database name (dropped and recreated)")]
+    = "kerbside_bench_intake",
     reuse: Annotated[bool, typer.Option("--reuse", help="reuse the bench database if it already holds the assets")]
     = False,
-    seed: Annotated[int, typer.Option(help="seed for the synthetic points")] = 1,
-    record: Annotated[bool, typer.Option("--record/--no-record", help="append to bench/RESULTS.md")] = True,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the bench database afterwards")] = False,
+    seed: Annotated[int, typer.Option(help="seed for the report points")] = 1,
     intake_app: Annotated[str, typer.Option(help="uvicorn factory of the API under test (what-if builds: "
                                                  "module:factory)")] = INTAKE_APP,
 ) -> None:
-    """Load N assets, then measure the intake API and the snap+insert baseline with wrk, one after the other."""
-    started = datetime.now(timezone.utc)
-    command = ".venv/bin/python -m bench.intake " + shlex.join(sys.argv[1:])
+    """Intake alone: load N assets, then the API and both baselines with wrk in rotating rounds (prints a table;
+    `python -m bench.suite run` is what rewrites bench/RESULTS.md)."""
+    import psycopg
+
+    from bench.load import grow_assets
+
     WORK.mkdir(parents=True, exist_ok=True)
     _pg("start")
     url = _pg("url", database)
@@ -560,116 +537,27 @@ def run(
 
     get_settings.cache_clear()
     srid = get_settings().srid
-    engine = None
-    if reuse:
-        try:
-            engine = _engine(url)
-            have = _bench_count(engine)
-        except Exception:
-            have = -1
-        if have != assets:
-            console.print(f"[yellow]--reuse: {database} holds {have} bench assets, not {assets}; rebuilding[/]")
-            reuse = False
     if not reuse:
-        if engine is not None:
-            engine.dispose()
-        console.rule(f"fresh database {database}")
         _pg("createdb", database)
-        t = time.perf_counter()
         setup = subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=ROOT, env=env,
                                capture_output=True, text=True)
         if setup.returncode != 0:
             console.print(setup.stderr[-3000:], markup=False, highlight=False)
             raise typer.Exit(1)
-        console.print(f"setup (migrate, import GIS data, seed) in {time.perf_counter() - t:.0f} s")
-        engine = _engine(url)
-        secs = load_assets(engine, assets, seed, srid)
-        console.print(f"loaded {assets:,} lamp columns in {secs:.0f} s")
-    else:
-        # The schema may have moved on since the database was built: migrate and re-sync the catalogue
-        # (not import-gis: it would drop the scale points as rows no longer in the layer's source).
-        for step in ("migrate", "seed"):
-            done = subprocess.run([sys.executable, "-m", "server.cli", step], cwd=ROOT, env=env,
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                console.print(done.stderr[-3000:], markup=False, highlight=False)
-                raise typer.Exit(1)
-        console.print(f"reusing {database} ({assets:,} scale points present; migrated, catalogue synced)")
-
-    from sqlalchemy import text
-
-    from bench.baseline_app import prepare
-
-    with engine.begin() as conn:
-        prepare(conn)
-        layer_total = conn.execute(text("SELECT count(*) FROM assets a JOIN asset_layers l ON l.id = a.layer_id "
-                                        "WHERE l.name = :n"), {"n": LAYER}).scalar_one()
-        all_assets = conn.execute(text("SELECT count(*) FROM assets")).scalar_one()
-    asset_info = {"bench": _bench_count(engine), "layer_total": layer_total, "all_assets": all_assets}
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        grow_assets(conn, assets, srid)
+    engine = _engine(url)
+    prepare_baselines(engine)
     coords = WORK / "points.txt"
-    n_points = sample_points(engine, points, seed, coords)
-    token = subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", "field_worker",
-                            "--name", "bench-intake"], cwd=ROOT, env=env, check=True, capture_output=True,
-                           text=True).stdout.strip()
-    info = machine_info(engine)
-    code = code_state()
-    observed_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    log = WORK / f"run-{datetime.now():%Y%m%d-%H%M%S}.log"
-    console.print(f"{asset_info['layer_total']:,} lamp columns on {LAYER}; {n_points:,} report points; "
-                  f"logs in {log.relative_to(ROOT)}")
-
-    kw = dict(duration=duration, connections=connections, threads=threads, observed_at=observed_at, log=log)
-    rows = []
-    servers = {"intake": (intake_app, "/api/v1/reports", token), "baseline": ("bench.baseline_app:create_app",
-                                                                           "/bench/reports", "")}
-    for w in workers:
-        for rnd in range(1, rounds + 1):
-            measured = {}
-            # Odd rounds measure the intake first, even rounds the baseline: the shared machine's speed drifts
-            # over minutes, and alternating puts the drift on both sides of the ratio.
-            for name in (("intake", "baseline") if rnd % 2 else ("baseline", "intake")):
-                app, path, tok = servers[name]
-                idle = wait_quiet()
-                with server(app, w, env, log) as (base, pid):
-                    if warmup:
-                        with console.status(f"{name}, {w} worker(s), round {rnd}: warm-up {warmup} s"):
-                            run_wrk(base, path, tok, coords, **{**kw, "duration": warmup}, name=f"{name}-warmup",
-                                    app_pid=pid)
-                        time.sleep(1)  # let the warm-up's last requests drain
-                    with console.status(f"{name}, {w} worker(s), round {rnd}: measuring {duration} s"):
-                        measured[name] = run_wrk(base, path, tok, coords, **kw, name=name, app_pid=pid,
-                                                 engine=engine)
-                    measured[name].idle_before = idle
-                p = measured[name]
-                console.print(f"{name:8} workers={w} round {rnd}: {p.rps:,.0f} req/s  p50 {p.p50:.1f} ms  "
-                              f"p95 {p.p95:.1f} ms  p99 {p.p99:.1f} ms  errors {p.errors}  {p.statuses}  CPU/req: "
-                              f"app {p.cpu['app_ms']:.1f} ms, PostgreSQL {p.cpu['db_ms']:.1f} ms (backends "
-                              f"{p.cpu['db_backends_ms']:.1f}), wrk {p.cpu['wrk_ms']:.1f} ms, other "
-                              f"{p.cpu['other_ms']:.1f} ms; machine {p.cpu['util']:.0f}% busy; db {p.raw.get('db')}")
-            rows.append((w, rnd, measured["intake"], measured["baseline"]))
-
-    table = Table(title=f"POST reports, {asset_info['layer_total']:,} lamp columns, {connections} connections")
-    for col in ("workers", "round", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "errors", "ratio"):
-        table.add_column(col, justify="right")
-    for w, rnd, intake, base in rows:
-        for p in (intake, base):
-            ratio = _ratio(intake.rps / base.rps) if p is intake and base.rps else ""
-            table.add_row(str(w), str(rnd), *_fmt(p), ratio)
-    for w, ratio, worst_p99 in summarise(rows):
-        table.add_row(str(w), "all", "intake/baseline", "", "", "", f"worst {worst_p99:.1f}", "", "",
-                      f"[bold]{_ratio(ratio)}[/]")
-    Console().print(table)
-    if record:
-        write_results(command, info, asset_info, {"connections": connections, "threads": threads,
-                                                  "duration": duration, "warmup": warmup, "points": n_points,
-                                                  "rounds": rounds,
-                                                  "intake_app": intake_app, "started": started,
-                                                  "code": code if code_state() == code else
-                                                  f"{code} at the start; **changed during the run**: {code_state()}"},
-                      rows)
-        console.print(f"appended to {RESULTS.relative_to(ROOT)}")
+    sample_points(engine, points, seed, coords)
+    log = WORK / f"intake-{datetime.now():%Y%m%d-%H%M%S}.log"
+    rows = measure_intake(engine, env, bench_token(env), coords, workers=workers, rounds=rounds, duration=duration,
+                          warmup=warmup, connections=connections, threads=threads, log=log, intake_app=intake_app)
+    Console().print(intake_table(rows, f"POST reports, {assets:,} bench lamp columns, {connections} connections"))
     engine.dispose()
-    if any(not (i.valid and b.valid) for _, _, i, b in rows):
+    if not keep:
+        _pg("dropdb", database)
+    if any(not p.valid for *_, ph in rows for p in ph.values()):
         console.print("[bold red]some responses were not 2xx: not a valid result[/] (see the log)")
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # Debian packages: PostgreSQL 15 + PostGIS 3 + pgRouting (the embedded database, road routing); Xvfb, Mesa GL and the X11
 # libraries SDL2 loads, so the Kivy field app's screens can be tested headless (tests/mobile).
-PKGS=(postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting postgresql-contrib gdal-bin
+PKGS=(postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting postgresql-contrib gdal-bin wrk
       xvfb xauth libmtdev1 libgl1 libgl1-mesa-dri libegl1 libx11-6 libxext6 libxrender1 libxi6 libxrandr2
       libxcursor1 libxfixes3 libxkbcommon0 libxss1)
 missing=()

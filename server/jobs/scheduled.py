@@ -1,6 +1,7 @@
 """The SLA sweep (worker, every minute): flag jobs at risk and breached, each exactly once.
 
-Each flag is one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, driven by a
+Each batch is one statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` feeding the INSERT
+of its events and their NOTIFYs (data-modifying CTEs), driven by a
 partial index holding only jobs not yet flagged (ix_jobs_risk_pending, ix_jobs_breach_pending): the
 cost follows the jobs whose deadline has come, not the number of healthy open jobs. Two workers never
 flag a job twice: a row one of them holds is skipped by the other, and a row it already flagged no
@@ -8,23 +9,26 @@ longer matches. Jobs on hold are left alone (their clock is stopped; resuming mo
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from server import events
 from server import models as _tables  # noqa: F401  (every table mapped, whoever imports this first)
 from server.db import new_session
-from server.jobs.models import Job, JobEvent
+from server.jobs.models import Job
 from server.jobs.rules import OPEN_STATUSES
 from server.jobs.service import iso
 
 log = logging.getLogger("kerbside.sla")
 SWEPT_STATUSES = tuple(s for s in OPEN_STATUSES if s != "on_hold")
-BATCH = 500
+# Rows per statement. Locks are held to the sweep's one commit whatever the batch; a small batch only adds
+# round trips, and re-walks the partial index past the rows earlier batches flagged in this transaction.
+BATCH = 5000
 # flag kind → (event type, "flagged at" column, deadline column)
 KINDS = {
     "at_risk": ("sla_at_risk", Job.at_risk_at, Job.risk_at),
@@ -39,24 +43,46 @@ def pending_query(kind: str, now: datetime, limit: int = BATCH):
             .order_by(deadline).limit(limit).with_for_update(skip_locked=True))
 
 
+def _iso_sql(col: str) -> str:
+    """SQL giving what iso() gives for a timestamptz read in this session: microseconds only when not zero,
+    the offset as +HH:MM; NULL stays NULL."""
+    return (f"to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN to_char({col}, 'US') = '000000' THEN '' "
+            f"ELSE '.' || to_char({col}, 'US') END || to_char({col}, 'TZH:TZM')")
+
+
+# One statement per batch, as set-based SQL would do it: flag (the same rows pending_query selects: keep the two
+# in step), write one event per flag, queue one NOTIFY per event (events.publish's payload, byte for byte).
+_FLAG_SQL = """
+WITH f AS (
+  UPDATE jobs SET {flag} = :now
+   WHERE id IN (SELECT id FROM jobs WHERE {flag} IS NULL AND {deadline} <= :now AND status = ANY(:statuses)
+                 ORDER BY {deadline} LIMIT :limit FOR UPDATE SKIP LOCKED)
+  RETURNING id, reference, status, due_at, risk_at, sla_started_at, {deadline} AS deadline),
+e AS (
+  INSERT INTO job_events (job_id, type, actor, actor_role, at, after, data)
+  SELECT id, :type, 'system:sla', 'system', :now, CAST(:after AS jsonb),
+         jsonb_build_object('due_at', {due}, 'risk_at', {risk}, 'started_at', {started})
+    FROM (SELECT * FROM f ORDER BY deadline, id) o
+  RETURNING id, job_id),
+n AS (
+  SELECT f.reference, f.deadline, f.id,
+         pg_notify(:channel, '{{"job": ' || to_json(f.reference)::text || ', "event_id": ' || e.id
+                   || ', "type": ' || to_json(CAST(:type AS text))::text || ', "status": '
+                   || to_json(f.status)::text || '}}') AS queued
+    FROM e JOIN f ON f.id = e.job_id)
+SELECT reference FROM n ORDER BY deadline, id
+"""
+_FLAG = {kind: text(_FLAG_SQL.format(flag=flagged.key, deadline=deadline.key, due=_iso_sql("due_at"),
+                                     risk=_iso_sql("risk_at"), started=_iso_sql("sla_started_at")))
+         for kind, (_, flagged, deadline) in KINDS.items()}
+
+
 def _flag(session: Session, kind: str, now: datetime) -> list[str]:
-    event_type, flagged, deadline = KINDS[kind]
-    table = Job.__table__
-    stmt = (update(table).where(table.c.id.in_(pending_query(kind, now).scalar_subquery()))
-            .values({flagged.key: now})
-            .returning(table.c.id, table.c.reference, table.c.status, table.c.due_at, table.c.risk_at,
-                       table.c.sla_started_at))
-    refs = []
-    for row in session.execute(stmt).all():
-        ev = JobEvent(job_id=row.id, type=event_type, actor="system:sla", actor_role="system", at=now,
-                      after={flagged.key: iso(now)},
-                      data={"due_at": iso(row.due_at), "risk_at": iso(row.risk_at),
-                            "started_at": iso(row.sla_started_at)})
-        session.add(ev)
-        session.flush()
-        events.publish(session, row.reference, ev.id, event_type, row.status)
-        refs.append(row.reference)
-    return refs
+    """One batch of up to BATCH jobs flagged, with their events and NOTIFYs, in one statement; their references."""
+    event_type, flagged, _ = KINDS[kind]
+    return list(session.execute(_FLAG[kind], {
+        "now": now, "statuses": list(SWEPT_STATUSES), "limit": BATCH, "type": event_type,
+        "after": json.dumps({flagged.key: iso(now)}), "channel": events.CHANNEL}).scalars())
 
 
 def sweep_sla(session: Session, now: datetime | None = None) -> dict:

@@ -124,7 +124,7 @@ def items(collection_id: str, request: Request, session: SessionDep) -> JSONResp
 
     def build(q: dict[str, str]) -> dict:
         who = _caller(request, session)
-        info = service.collection_info(session, who, collection_id)
+        info = service.collection_info(session, who, collection_id, temporal=False)
         offered = service.offered_srids()
         srid, bbox_srid = params.crs("crs", q.get("crs"), offered), params.crs("bbox-crs", q.get("bbox-crs"), offered)
         limit, offset = params.limit(q.get("limit")), params.offset(q.get("offset"))
@@ -146,7 +146,7 @@ def item(collection_id: str, feature_id: str, request: Request, session: Session
 
     def build(q: dict[str, str]) -> dict:
         who = _caller(request, session)
-        info = service.collection_info(session, who, collection_id)
+        info = service.collection_info(session, who, collection_id, temporal=False)
         srid = params.crs("crs", q.get("crs"), service.offered_srids())
         found = service.one(session, who, info, feature_id, srid)
         headers["Content-Crs"] = f"<{params.crs_uri(srid)}>"

@@ -97,8 +97,10 @@ def _wards_info(session: Session) -> CollectionInfo:
                           _area_box(session, "ward"))
 
 
-def _jobs_info(session: Session, who: Principal) -> CollectionInfo:
-    first = session.scalar(select(func.min(Job.created_at)).where(Job.status.in_(rules.OPEN_STATUSES), visible(who)))
+def _jobs_info(session: Session, who: Principal, temporal: bool = True) -> CollectionInfo:
+    # The temporal extent is a scan of the open jobs (min created_at): only the collection documents show it.
+    first = session.scalar(select(func.min(Job.created_at)).where(Job.status.in_(rules.OPEN_STATUSES), visible(who))) \
+        if temporal else None
     return CollectionInfo(JOBS, "Open jobs", "Jobs not yet completed, closed or cancelled (datetime: created_at)",
                           _area_box(session, "boundary") or _area_box(session, "ward"), (first, None),
                           open_data=False)
@@ -115,14 +117,16 @@ def collection_infos(session: Session, who: Principal | None) -> list[Collection
     return out
 
 
-def collection_info(session: Session, who: Principal | None, collection_id: str) -> CollectionInfo:
-    """One collection, or 404 (unknown), 401 (needs a token) or 403 (this token may not)."""
+def collection_info(session: Session, who: Principal | None, collection_id: str, *,
+                    temporal: bool = True) -> CollectionInfo:
+    """One collection, or 404 (unknown), 401 (needs a token) or 403 (this token may not); `temporal=False` when
+    the caller (items, one item) does not show the collection's time extent, which costs a scan of open jobs."""
     if collection_id == JOBS:
         if who is None:
             raise OgcError(401, "Unauthorized", "the jobs collection needs a bearer token")
         if who.role not in JOB_ROLES:
             raise OgcError(403, "Forbidden", f"a {who.role} token may not read jobs")
-        return _jobs_info(session, who)
+        return _jobs_info(session, who, temporal)
     known = collection_id == WARDS or collection_id in _layers(session)
     if not known:
         raise OgcError(404, "NotFound", f"no collection {collection_id[:64]!r}")
