@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 TEST_DB ?= kerbside_test
 
-.PHONY: run test fuzz install db stop migrate import seed tokens clean-data mobile bench bench-all bench-intake
+.PHONY: run test fuzz install db stop migrate import seed tokens clean-data mobile bench bench-all bench-intake bench-notify
 
 install:  ## install system packages and the pinned Python environment
 	@scripts/install.sh
@@ -56,3 +56,6 @@ bench-all: bench  ## the same as bench
 
 bench-intake: db  ## the intake alone against both baselines (prints a table; does not touch RESULTS.md)
 	@$(PY) -m bench.intake run --assets 1000000 --duration 30 --connections 16 --workers 2
+
+bench-notify: db  ## what notifying reporters adds to the intake (issue 14): with and without a contact, 1M lamp columns
+	@$(PY) -m bench.notify_cost run --assets 1000000 --duration 20 --rounds 4

@@ -38,32 +38,33 @@ def _main() -> None:
     """Notifications' share of the intake's cost."""
 
 
-def _database(name: str, assets: int, seed: int, reuse: bool):
-    """The bench database with N scale points: reused when it already has them, else built afresh."""
-    url = B._pg("url", name)
-    env = B._cli_env(url)
-    if reuse:
-        try:
-            engine = B._engine(url)
-            if B._bench_count(engine) == assets:
-                for step in ("migrate", "seed"):
-                    subprocess.run([sys.executable, "-m", "server.cli", step], cwd=B.ROOT, env=env, check=True,
-                                   capture_output=True)
-                return url, env, engine
-            engine.dispose()
-        except Exception:  # no such database yet: build it
-            pass
-    B._pg("createdb", name)
-    done = subprocess.run([sys.executable, "-m", "server.cli", "setup"], cwd=B.ROOT, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        console.print(done.stderr[-3000:], markup=False, highlight=False)
-        raise typer.Exit(1)
-    engine = B._engine(url)
+def _database(name: str, assets: int, reuse: bool):
+    """The bench database with N scale lamp columns: reused when it has them, else built afresh."""
+    import psycopg
+
+    from bench.load import bench_assets, grow_assets
     from server.config import get_settings
 
-    B.load_assets(engine, assets, seed, get_settings().srid)
-    return url, env, engine
+    url = B._pg("url", name)
+    env = B._cli_env(url)
+    fresh = not reuse
+    if reuse:
+        try:
+            with psycopg.connect(url.replace("+psycopg", "")) as conn:
+                fresh = bench_assets(conn) != assets
+        except psycopg.OperationalError:  # no such database yet
+            fresh = True
+    if fresh:
+        B._pg("createdb", name)
+    for step in (("setup",) if fresh else ("migrate", "seed")):
+        done = subprocess.run([sys.executable, "-m", "server.cli", step], cwd=B.ROOT, env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            console.print(done.stderr[-3000:], markup=False, highlight=False)
+            raise typer.Exit(1)
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        grow_assets(conn, assets, get_settings().srid)
+    return url, env, B._engine(url)
 
 
 def _queued(engine, since: datetime) -> dict[str, int]:
@@ -120,8 +121,9 @@ def run(
     workers: Annotated[int, typer.Option(help="uvicorn workers", min=1)] = 2,
     rounds: Annotated[int, typer.Option(help="rounds, alternating which phase goes first", min=1)] = 4,
     warmup: Annotated[int, typer.Option(help="warm-up seconds per phase", min=0)] = 5,
-    database: Annotated[str, typer.Option(help="bench database (shared with bench.intake)")] = "kerbside_bench",
-    reuse: Annotated[bool, typer.Option("--reuse/--fresh", help="reuse the database if it has the assets")] = True,
+    database: Annotated[str, typer.Option(help="bench database")] = "kerbside_bench_notify",
+    reuse: Annotated[bool, typer.Option("--reuse/--fresh", help="reuse the database if it has the assets")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the bench database afterwards")] = False,
     quiet_wait: Annotated[int, typer.Option(help="most seconds to wait for a quiet machine before a phase",
                                             min=0)] = 180,
     record: Annotated[bool, typer.Option("--record/--no-record", help="write the section in RESULTS.md")] = True,
@@ -131,7 +133,7 @@ def run(
     command = ".venv/bin/python -m bench.notify_cost " + shlex.join(sys.argv[1:])
     B.WORK.mkdir(parents=True, exist_ok=True)
     B._pg("start")
-    url, env, engine = _database(database, assets, 1, reuse)
+    url, env, engine = _database(database, assets, reuse)
     coords = B.WORK / "points-notify.txt"
     B.sample_points(engine, 20_000, 1, coords)
     token = subprocess.run([sys.executable, "-m", "server.cli", "token", "create", "--role", "advisor", "--name",
@@ -171,6 +173,8 @@ def run(
         _record(section)
         console.print(f"written to {B.RESULTS.relative_to(B.ROOT)}")
     engine.dispose()
+    if not keep:
+        B._pg("dropdb", database)
 
 
 if __name__ == "__main__":
