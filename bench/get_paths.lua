@@ -7,14 +7,8 @@
 -- ignored (the same argument list as post_reports.lua, so one harness drives both).
 -- done() prints one line "WRKJSON {...}" with counts and latency percentiles (microseconds).
 
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  next_tid = next_tid + 1
-  thread:set("tid", next_tid)
-  table.insert(threads, thread)
-end
+-- The shared parts (setup, response, done) live beside this script.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_common.lua")
 
 function init(args)
   local paths_file, token = args[1], args[3]
@@ -25,48 +19,11 @@ function init(args)
   if #paths == 0 then error("no paths in " .. tostring(paths_file)) end
   headers = {}
   if token ~= "-" then headers["Authorization"] = "Bearer " .. token end
-  sent, n2xx, non2xx, first_error = 0, 0, 0, ""
-  statuses = {}
+  reset_counts()
   math.randomseed(tid * 104729 + os.time())
 end
 
 function request()
   sent = sent + 1
   return wrk.format("GET", paths[math.random(#paths)], headers)
-end
-
-function response(status, hdrs, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  if status >= 200 and status <= 299 then
-    n2xx = n2xx + 1
-  else
-    non2xx = non2xx + 1
-    if first_error == "" then first_error = status .. " " .. string.sub(body or "", 1, 400) end
-  end
-end
-
-local function jstr(s)
-  return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
-end
-
-function done(summary, latency, requests)
-  local ok, bad, err, codes = 0, 0, "", {}
-  for _, t in ipairs(threads) do
-    ok = ok + t:get("n2xx")
-    bad = bad + t:get("non2xx")
-    local e = t:get("first_error")
-    if err == "" and e ~= "" then err = e end
-    for code, count in pairs(t:get("statuses")) do codes[code] = (codes[code] or 0) + count end
-  end
-  local parts = {}
-  for code, count in pairs(codes) do parts[#parts + 1] = string.format('"%d":%d', code, count) end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"ok_2xx":%d,"non_2xx":%d,"statuses":{%s},' ..
-    '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"wrk_status_errors":%d,' ..
-    '"latency_us":{"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d},"first_error":%s}\n',
-    summary.requests, summary.duration, summary.bytes, ok, bad, table.concat(parts, ","),
-    e.connect, e.read, e.write, e.timeout, e.status,
-    latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(95),
-    latency:percentile(99), jstr(err)))
 end
