@@ -84,8 +84,12 @@ class Cluster:
     def freeze(self) -> list[int]:
         """SIGSTOP the whole server: a stalled database (hung storage, a VM paused) — connections stay open,
         nothing answers. Returns the pids for thaw()."""
+        # The postmaster first, so it forks nothing after its children are listed (a backend started in between
+        # would go on answering while the "frozen" database is meant to answer nothing).
+        post, *_ = self.pids()
+        os.kill(post, signal.SIGSTOP)
         pids = self.pids()
-        for pid in pids:
+        for pid in pids[1:]:
             os.kill(pid, signal.SIGSTOP)
         return pids
 
