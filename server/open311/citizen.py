@@ -18,7 +18,6 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contractors.open311.mapping import normalise_status
 from server.config import get_settings
 from server.deps import Principal
 from server.dispatch.models import Contractor, Crew
@@ -26,7 +25,7 @@ from server.jobs import rules
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import append_event
 from server.open311 import documents
-from server.open311.params import Open311Error, bad, media_urls, one, parse_time
+from server.open311.params import Open311Error, bad, media_urls, one, required, update_header
 from server.outbox.service import enqueue
 from server.reports.models import Report
 
@@ -37,13 +36,6 @@ STATUSES = ("open", "closed", "fixed", "in_progress", "action_scheduled", "inves
             "not_councils_responsibility", "no_further_action", "internal_referral", "for_triage", "reopen",
             "cancelled")
 NOTE_MAX = 4000
-
-
-def _required(fields: dict[str, list[str]], name: str) -> str:
-    value = one(fields, name)
-    if value is None:
-        raise bad(f"{name} is required")
-    return value
 
 
 def _job_and_report(session: Session, service_request_id: str) -> tuple[Job, str | None]:
@@ -78,20 +70,14 @@ def answer_id(event_id: int) -> str:
 
 def post(session: Session, who: Principal, fields: dict[str, list[str]]) -> documents.Document:
     """Record one citizen update (or answer a replay); commits once."""
-    update_id = _required(fields, "update_id")
-    if len(update_id) > 200:
-        raise bad("update_id must be at most 200 characters")
-    status = normalise_status(_required(fields, "status"))
-    if status not in STATUSES:
-        raise bad(f"status {status.upper()!r} is not one of {', '.join(s.upper() for s in STATUSES)}")
-    occurred = parse_time("updated_datetime", _required(fields, "updated_datetime"), get_settings().timezone)
+    update_id, status, occurred = update_header(fields, STATUSES, get_settings().timezone)
     # A blank update (a body with "Permit blank updates": a resident only re-opening or marking fixed) is still
     # a contact about the job; it is taken, never applied.
     note = one(fields, "description") or ""
     photos = media_urls(fields)
     if len(note) > NOTE_MAX:
         raise bad(f"description must be at most {NOTE_MAX} characters")
-    request_id = _required(fields, "service_request_id")
+    request_id = required(fields, "service_request_id")
     digest = _fingerprint(fields)
     client = who.name
     # The job row is locked first: a retry racing its first try waits, then finds it.

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from contractors.open311.mapping import normalise_status
+
 MAX_SPAN = timedelta(days=90)
 STATUSES = ("open", "closed")
 MAX_MEDIA = 20
@@ -132,3 +134,22 @@ def media_urls(fields: dict[str, list[str]]) -> list[str]:
         if len(url) > 1000 or not _URL.match(url):
             raise bad(f"media_url must be an http(s) URL of at most 1000 characters, not {url[:60]!r}")
     return urls
+
+
+def required(fields: dict[str, list[str]], name: str) -> str:
+    """A field that must be present (a GeoReport 400 naming it otherwise)."""
+    value = one(fields, name)
+    if value is None:
+        raise bad(f"{name} is required")
+    return value
+
+
+def update_header(fields: dict[str, list[str]], statuses: Iterable[str], timezone: str) -> tuple[str, str, datetime]:
+    """update_id, status (one of `statuses`, normalised) and updated_datetime of a POSTed service request update."""
+    update_id = required(fields, "update_id")
+    if len(update_id) > 200:
+        raise bad("update_id must be at most 200 characters")
+    status = normalise_status(required(fields, "status"))
+    if status not in statuses:
+        raise bad(f"status {status.upper()!r} is not one of {', '.join(s.upper() for s in statuses)}")
+    return update_id, status, parse_time("updated_datetime", required(fields, "updated_datetime"), timezone)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contractors import StatusUpdate
-from contractors.open311.mapping import DEFAULT_STATUS_MAP, normalise_status
+from contractors.open311.mapping import DEFAULT_STATUS_MAP
 from server.config import get_settings
 from server.deps import Principal
 from server.dispatch.models import Contractor
@@ -22,7 +22,7 @@ from server.inbound.service import record_and_apply
 from server.jobs.models import Job
 from server.open311 import documents
 from server.open311.citizen import CITIZEN_FIELDS
-from server.open311.params import Open311Error, bad, coordinate, one, parse_time
+from server.open311.params import Open311Error, bad, coordinate, one, required, update_header
 from server.reports.models import Report
 
 # The extension's statuses (FixMyStreet also sends REOPEN and FOR_TRIAGE, which we do not map).
@@ -43,13 +43,6 @@ def _job(session: Session, contractor_id: int, service_request_id: str) -> Job:
     return job
 
 
-def _required(fields: dict[str, list[str]], name: str) -> str:
-    value = one(fields, name)
-    if value is None:
-        raise bad(f"{name} is required")
-    return value
-
-
 def post_update(session: Session, who: Principal, fields: dict[str, list[str]]) -> documents.Document:
     """Record and apply one pushed update; commits when it is applied (or recorded as stale)."""
     if who.role != "contractor" or who.contractor_id is None:
@@ -58,17 +51,11 @@ def post_update(session: Session, who: Principal, fields: dict[str, list[str]]) 
         # A resident's comment relayed with a contractor's key must not move the job as if the contractor acted.
         raise Open311Error(403, f"this update carries a resident's {', '.join(given)}: citizen updates come from "
                                 "the front end's own open311_client api_key, not a contractor's")
-    update_id = _required(fields, "update_id")
-    if len(update_id) > 200:
-        raise bad("update_id must be at most 200 characters")
-    status = normalise_status(_required(fields, "status"))
-    if status not in KNOWN:
-        raise bad(f"status {status.upper()!r} is not one of {', '.join(s.upper() for s in KNOWN)}")
-    occurred = parse_time("updated_datetime", _required(fields, "updated_datetime"), get_settings().timezone)
+    update_id, status, occurred = update_header(fields, KNOWN, get_settings().timezone)
     lat, lon = one(fields, "lat"), one(fields, "long")
     if (lat is None) != (lon is None):
         raise bad("lat and long must be sent together")
-    job = _job(session, who.contractor_id, _required(fields, "service_request_id"))
+    job = _job(session, who.contractor_id, required(fields, "service_request_id"))
     raw = {k: v if len(v) > 1 else v[0] for k, v in fields.items() if k != "api_key"}
     update = StatusUpdate(
         update_id=update_id, contractor_ref=job.contractor_ref or job.reference, status=DEFAULT_STATUS_MAP.get(status),
