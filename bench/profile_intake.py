@@ -56,7 +56,10 @@ def _explain(conn, sql: str, params: dict) -> tuple[float, float, bool, bool]:
 @cli.command()
 def run(
     requests: Annotated[int, typer.Option(help="requests to send (sequentially, in-process)")] = 200,
-    database: Annotated[str, typer.Option(help="bench database")] = "kerbside_bench",
+    database: Annotated[str, typer.Option(help="bench database (as kept by `bench.intake run --keep`)")]
+    = "kerbside_bench_intake",
+    points: Annotated[Path, typer.Option(help="report points, 'lat lon' per line (bench.intake writes them)")]
+    = POINTS,
     cprofile: Annotated[int, typer.Option(help="print the top N functions by own time (0: off)")] = 20,
 ) -> None:
     """Statements per intake request with their time, Python time around them, and EXPLAIN of the KNN queries."""
@@ -74,7 +77,7 @@ def run(
     from server.db import get_engine, new_session
     from server.main import create_app
 
-    pts = [tuple(map(float, line.split())) for line in POINTS.read_text().splitlines()]
+    pts = [tuple(map(float, line.split())) for line in points.read_text().splitlines()]
     rng = random.Random(7)
     engine = get_engine()
 

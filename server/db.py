@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator
 from functools import lru_cache
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -95,3 +99,30 @@ async def get_session() -> AsyncIterator[Session]:
             await run_in_threadpool(session.close)
         else:
             session.close()
+
+
+async def open_async_pool() -> AsyncConnectionPool:
+    """The API process's psycopg 3 async pool, for the busiest write (report intake, server/reports/service.py).
+
+    Beside the engine's pool, not instead of it: every other use case works through the ORM session. Its
+    connections are pinged like the engine's (only when they sat idle for db_ping_idle_seconds), a database
+    that is down makes the pool wait db_pool_timeout_seconds and then PoolTimeout (a 503), and a broken
+    connection is discarded when it comes back.
+    """
+    s = get_settings()
+    returned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def _reset(conn: psycopg.AsyncConnection) -> None:
+        returned[conn] = time.monotonic()
+
+    async def _check(conn: psycopg.AsyncConnection) -> None:
+        at = returned.get(conn)
+        if at is not None and time.monotonic() - at >= s.db_ping_idle_seconds:
+            await conn.execute("SELECT 1")
+
+    pool = AsyncConnectionPool(
+        s.database_url.replace("postgresql+psycopg://", "postgresql://", 1), min_size=1, max_size=s.db_pool_size,
+        timeout=s.db_pool_timeout_seconds, open=False, check=_check, reset=_reset, name="intake",
+        kwargs={"connect_timeout": 5})
+    await pool.open(wait=False)  # a database still starting is waited for by the first request, not here
+    return pool

@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+import psycopg
+import psycopg_pool
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -120,6 +122,19 @@ def install(app: FastAPI) -> None:
         return problem(503, "database-unavailable", "Service unavailable",
                        "The database is not reachable; try again shortly.", headers={"Retry-After": "5"})
 
+    @app.exception_handler(psycopg.OperationalError)
+    async def _db_down_raw(request: Request, exc: psycopg.OperationalError):
+        # The same, from a statement run on the driver directly (the report intake).
+        return await _db_down(request, exc)
+
+    @app.exception_handler(psycopg_pool.PoolTimeout)
+    async def _db_busy_raw(request: Request, exc: psycopg_pool.PoolTimeout):
+        return await _db_busy(request, exc)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value_raw(request: Request, exc: psycopg.DataError):
+        return _refused_value(request, type(exc).__name__)
+
     @app.exception_handler(PoolTimeout)
     async def _db_busy(request: Request, exc: PoolTimeout):
         # Every pooled connection is busy (a stalled or overloaded database): say so, do not 500.
@@ -133,7 +148,9 @@ def install(app: FastAPI) -> None:
         # The database refused a value the caller sent (a NUL character, a number out of range…): their
         # input, not our bug. Only the kind of refusal is told or logged: PostgreSQL's own message may
         # quote the value, and a value may be a secret.
-        kind = type(exc.orig).__name__
+        return _refused_value(request, type(exc.orig).__name__)
+
+    def _refused_value(request: Request, kind: str):
         log.warning("value refused by the database (%s) on %s %s", kind, request.method, request.url.path)
         return problem(422, "invalid-value", "Invalid request", f"a value could not be used ({kind})",
                        instance=request.url.path)

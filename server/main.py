@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from server import __version__, contact_centre, cors, errors, metrics, observability, openapi
+from server import __version__, contact_centre, cors, db, errors, metrics, observability, openapi
 from server.auth.throttle import AuthThrottle
 from server.config import get_settings
 from server.deps import single_valued_query
@@ -94,8 +94,12 @@ def create_app() -> FastAPI:
         # of the garbage collector's full passes, which otherwise walk it again and again under load.
         gc.collect()
         gc.freeze()
-        yield
-        await contact_centre.shutdown()
+        app.state.intake_pool = await db.open_async_pool()
+        try:
+            yield
+        finally:
+            await app.state.intake_pool.close()
+            await contact_centre.shutdown()
 
     app = FastAPI(
         title="Kerbside API",

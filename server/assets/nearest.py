@@ -72,14 +72,20 @@ def place_from_row(row, layer: str | None) -> Place:
     return Place(bool(row.inside), row.ward_id, row.ward, row.street, cands, row.layer_id, row.ewkt)
 
 
-def hint_candidate(session: Session, layer_id: int, ref: str, lon: float, lat: float) -> Candidate | None:
-    """The hinted asset on this layer with its distance from the point, or None if it is not on the layer."""
-    row = session.execute(
-        text(
-            """SELECT a.id, a.external_ref, a.name,
-                      ST_Distance(a.geom, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid)) AS d
-                 FROM assets a WHERE a.layer_id = :layer_id AND a.external_ref = :ref"""
-        ),
-        {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer_id": layer_id, "ref": ref},
-    ).first()
+# The hinted asset on a layer with its distance from the point (a report naming its asset).
+HINT = text(
+    """SELECT a.id, a.external_ref, a.name,
+              ST_Distance(a.geom, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid)) AS d
+         FROM assets a WHERE a.layer_id = :layer_id AND a.external_ref = :ref"""
+)
+
+
+def hint_params(layer_id: int, ref: str, lon: float, lat: float) -> dict:
+    """The bind parameters of HINT."""
+    return {"lon": lon, "lat": lat, "srid": get_settings().srid, "layer_id": layer_id, "ref": ref}
+
+
+def candidate_from_row(row) -> Candidate | None:
+    """A Candidate from a HINT row (None when the asset is not on the layer)."""
     return Candidate(int(row.id), row.external_ref, float(row.d), row.name) if row else None
+

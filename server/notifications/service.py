@@ -1,13 +1,13 @@
-"""Storing a reporter's contact with the report, and queueing the messages each job change sends them.
+"""Queueing the messages each job change sends to the people who reported the job.
 
-Everything here runs in the caller's transaction: a contact is stored, and its messages queued, only if
-the report (or the job change) commits. A report without a contact costs nothing here.
+Everything here runs in the caller's transaction: messages are queued only if the job change commits. A
+report's own contact and its "received" messages are written by kerbside_intake in the report's round trip
+(migration 0011; server/reports/service.py builds its `contact` member).
 """
 from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from datetime import datetime, timezone
 
 from sqlalchemy import text
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from server.config import get_settings
 from server.jobs.models import Job, JobEvent
 from server.notifications import quiet
-from server.notifications.schemas import ContactIn
 from server.notifications.templates import event_template
 from server.outbox.models import OutboxMessage
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
@@ -25,36 +24,6 @@ from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
 DESTINATION = "notify"  # notify:email and notify:sms: separate queues, so a text held overnight holds no email
 _REFERENCE = re.compile(r"\b[JR]-\d{6}\b")
 
-# One round trip for a report that carries a contact: the contact, a repeat-contact chaser when the same
-# person (same email or phone) already reported this job, the "received" messages and the worker's wake-up.
-_STORE = text("""
-    WITH r AS (SELECT id, job_id, category_code FROM reports WHERE reference = :reference),
-         c AS (INSERT INTO reporter_contacts (report_id, channel, first_name, last_name, email, phone, notify,
-                                              consent_at, unsubscribe_token)
-               SELECT r.id, :channel, :first_name, :last_name, :email, :phone, :notify,
-                      CASE WHEN :consent THEN now() END, :token FROM r
-               RETURNING id),
-         chaser AS (INSERT INTO chasers (job_id, category_code, channel, kind, actor)
-               SELECT r.job_id, r.category_code, :channel, 'repeat_report', :actor FROM r
-                WHERE :attached AND EXISTS (
-                      SELECT 1 FROM reporter_contacts o JOIN reports p ON p.id = o.report_id
-                       WHERE p.job_id = r.job_id AND o.erased_at IS NULL
-                         AND (lower(o.email) = lower(:email) OR o.phone = :phone))),
-         m AS (INSERT INTO outbox_messages (destination, topic, job_id, idempotency_key, next_attempt_at, payload,
-                                            state, attempts)
-               SELECT 'notify:' || k.kind, 'received', r.job_id, 'notify:received:' || :reference || ':' || k.kind,
-                      CASE k.kind WHEN 'sms' THEN CAST(:sms_due AS timestamptz) ELSE now() END,
-                      jsonb_build_object('contact_id', c.id, 'report', CAST(:reference AS text),
-                                         'template', 'received', 'kind', k.kind),
-                      'pending', 0
-                 FROM r, c, unnest(CAST(:kinds AS text[])) WITH ORDINALITY AS k(kind, n)
-                ORDER BY k.n
-               ON CONFLICT (idempotency_key) DO NOTHING
-               RETURNING 1)
-    SELECT c.id AS contact_id,
-           (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') WHERE EXISTS (SELECT 1 FROM m))::text AS woke
-      FROM c
-""")
 # The job's own reporters, and those of jobs closed as its duplicates (who follow it).
 _AUDIENCE = text("""
     SELECT c.id, c.notify, c.email, c.phone, r.reference
@@ -76,21 +45,6 @@ _FOLLOW = text("""
 def kinds_of(notify: str) -> tuple[str, ...]:
     """Message kinds for a stored choice."""
     return {"email": ("email",), "sms": ("sms",), "both": ("email", "sms")}.get(notify, ())
-
-
-def store_contact(session: Session, answer: dict, contact: ContactIn, channel: str, actor: str) -> int:
-    """Keep the contact of the report just written and queue its "received" messages; returns its id."""
-    kinds = list(contact.kinds())
-    s = get_settings()
-    sms_due = (quiet.next_allowed(datetime.now(timezone.utc), s.notify_quiet_start, s.notify_quiet_end, s.timezone)
-               if "sms" in kinds else None)
-    row = session.execute(_STORE, {
-        "reference": answer["reference"], "channel": channel, "first_name": contact.first_name,
-        "last_name": contact.last_name, "email": contact.email, "phone": contact.phone, "notify": contact.notify,
-        "consent": contact.consent, "token": secrets.token_urlsafe(24), "actor": actor,
-        "attached": bool(answer["job"].get("attached") and (contact.email or contact.phone)),
-        "kinds": kinds, "sms_due": sms_due}).one()
-    return row.contact_id
 
 
 def on_status_changed(session: Session, job: Job, event: JobEvent) -> None:

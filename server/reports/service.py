@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import orjson
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+import psycopg
+from psycopg.rows import namedtuple_row
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 
 from server import events
@@ -24,8 +28,8 @@ from server.jobs import sla
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import append_event, iso
 from server.jobs.transitions import risk_at_for, set_due
+from server.notifications import quiet
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
-from server.reports.models import Report
 from server.reports.schemas import ReportIn
 
 
@@ -35,13 +39,40 @@ def payload_hash(data: ReportIn) -> str:
     return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def submit_report(session: Session, who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str],
-                  *, reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
-    """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
+@dataclass(frozen=True)
+class Sql:
+    """A statement of the intake in psycopg's own parameter style, and what to read from its result.
+
+    The intake runs on the driver's connection (psycopg 3, server-side prepared): the same statements from
+    the API's async pool (`submit_report_async`) and from a session's connection (`submit_report`).
+    """
+
+    text: str
+    read: str  # "row": the row (named columns); "json": one JSON text, decoded
+
+    @classmethod
+    def of(cls, statement, read: str) -> "Sql":
+        return cls(str(statement.compile(dialect=_PSYCOPG)), read)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an intake ended: a replay (nothing written) or a written report, perhaps with follow-ups due."""
+
+    answer: dict
+    replay: bool = False
+    written: dict | None = None
+    follow_up: tuple | None = None  # (category, priority, principal, now): _after_attach's arguments
+
+
+def _steps(who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str], reporter: dict,
+           external_id: str | None) -> Generator[tuple[Sql, dict], object, Outcome]:
+    """The intake as its statements: yields (statement, parameters), is sent each result; returns the Outcome.
 
     Two statements: where the point is (with the replay check, and the token lookup when `who` is a Caller
-    still to be judged), then the write (kerbside_intake, migrations 0004-0005: lock, duplicate, job, report with
-    its answer, timeline, dispatch, notifications). `channel` may be a function of the caller.
+    still to be judged), then the write (kerbside_intake, migrations 0004-0011: lock, duplicate, job, report with
+    its answer, timeline, dispatch, the reporter's contact and its messages, notifications); a third only for
+    a report naming its asset. `channel` may be a function of the caller.
     """
     digest = payload_hash(data)
     category = known_category(data.category)  # None is judged later: a retry is answered first
@@ -50,38 +81,106 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
     statement = _LOCATE_OR_REPLAY
     if isinstance(who, Caller):
         statement, params["token_hash"] = _LOCATE_REPLAY_CALLER, who.digest
+    row = yield statement, params
+    if isinstance(who, Caller):
+        who = who.resolve(row.caller)  # 401 / 403 before anything is answered, a replay included
+    if callable(channel):
+        channel = channel(who)
+    if row.replay is not None:
+        return Outcome(_replayed(*row.replay, digest), replay=True)
+    category = category or category_or_422(data.category)
     try:
-        row = session.connection().execute(statement, params).one()
-        if isinstance(who, Caller):
-            who = who.resolve(row.caller)  # 401 / 403 before anything is answered, a replay included
-        if callable(channel):
-            channel = channel(who)
-        if row.replay is not None:
-            session.rollback()
-            return 200, with_words(_replayed(*row.replay, digest))
-        category = category or category_or_422(data.category)
-        try:
-            answers = validate_answers(category, data.answers)
-        except AnswerError as exc:
-            raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
-        answer = _intake(session, who, data, category, answers, digest, channel, reporter or {}, external_id,
-                         nearest.place_from_row(row, category.layer))
-        if data.contact is not None:  # a separate statement, only for a report that carries a contact
-            from server.notifications.service import store_contact
+        answers = validate_answers(category, data.answers)
+    except AnswerError as exc:
+        raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
+    return (yield from _intake(who, data, category, answers, digest, channel, reporter, external_id,
+                               nearest.place_from_row(row, category.layer)))
 
-            store_contact(session, answer, data.contact, channel, who.actor)
+
+def _decode(sql: Sql, row):
+    """A statement's result from its first row (None when there is none)."""
+    return orjson.loads(row[0]) if sql.read == "json" else row
+
+
+def submit_report(session: Session, who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str],
+                  *, reporter: dict | None = None, external_id: str | None = None) -> tuple[int, dict]:
+    """Validate, snap, deduplicate, open or attach a job; returns (HTTP status, answer). Commits once.
+
+    On the session's own connection and transaction (the caller may have read before, and may go on after).
+    """
+    raw = session.connection().connection.driver_connection
+    steps = _steps(who, data, channel, reporter or {}, external_id)
+    try:
+        try:
+            sql, params = next(steps)
+            while True:
+                with raw.cursor(row_factory=namedtuple_row) as cur:
+                    cur.execute(sql.text, params, prepare=True)
+                    result = _decode(sql, cur.fetchone())
+                sql, params = steps.send(result)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+        if outcome.replay:
+            session.rollback()
+            return 200, with_words(outcome.answer)
+        answer = outcome.answer
+        if outcome.follow_up is not None:
+            answer = _after_attach(session, outcome.written, answer, *outcome.follow_up)
         session.commit()
-    except IntegrityError:
+    except psycopg.errors.UniqueViolation:
         # Another request with this client_id won the race: answer as a retry would be answered.
         session.rollback()
-        replay = _replay(session, data, digest)
-        if replay is None:
-            raise
+        with raw.cursor() as cur:
+            replay = _race_replay(cur.execute(_REPLAY_ALONE.text, {"client_id": data.client_id}).fetchone()[0],
+                                  data)
+        session.rollback()
         return 200, with_words(replay)
     except Exception:
         session.rollback()
         raise
     return 201, with_words(answer)
+
+
+async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str],
+                              ) -> tuple[int, dict] | None:
+    """submit_report on a connection of the API's async pool (the busiest write: no thread, no ORM).
+
+    None when the report needs the ORM's follow-ups (a more severe report raising an open job's priority, or
+    webhooks subscribed to attaches): nothing is then written, and the caller runs submit_report instead.
+    """
+    async with pool.connection() as conn:
+        steps = _steps(who, data, channel, {}, None)
+        try:
+            try:
+                sql, params = next(steps)
+                while True:
+                    async with conn.cursor(row_factory=namedtuple_row) as cur:
+                        await cur.execute(sql.text, params, prepare=True)
+                        result = _decode(sql, await cur.fetchone())
+                    sql, params = steps.send(result)
+            except StopIteration as stop:
+                outcome: Outcome = stop.value
+        except psycopg.errors.UniqueViolation:
+            await conn.rollback()
+            cur = await conn.execute(_REPLAY_ALONE.text, {"client_id": data.client_id})
+            replay = _race_replay((await cur.fetchone())[0], data)
+            await conn.rollback()
+            return 200, with_words(replay)
+        except BaseException:
+            await conn.rollback()
+            raise
+        if outcome.replay or outcome.follow_up is not None:
+            await conn.rollback()
+            return (200, with_words(outcome.answer)) if outcome.replay else None
+        await conn.commit()
+    return 201, with_words(outcome.answer)
+
+
+def _race_replay(stored, data: ReportIn) -> dict:
+    """The answer to a report that lost the race for its client_id to an identical one (or a 409)."""
+    if stored is None:  # the unique violation was not the client_id's: not a race this code knows
+        raise DomainError("the report could not be stored", code="intake-conflict", status=409)
+    return _replayed(*stored, payload_hash(data))
 
 
 def with_words(answer: dict) -> dict:
@@ -99,9 +198,12 @@ def with_words(answer: dict) -> dict:
 # The replay check rides on the locate round trip: a retry costs one statement.
 # kerbside_replay (migration 0005) keeps the lookup on its index however few reports there are yet.
 _REPLAY = "kerbside_replay(:client_id) AS replay"
-_LOCATE_OR_REPLAY = nearest.locate_statement(_REPLAY)
-_LOCATE_REPLAY_CALLER = nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller")
-_WRITE = text("SELECT kerbside_intake(CAST(:p AS jsonb))")
+_PSYCOPG = psycopg_dialect()
+_LOCATE_OR_REPLAY = Sql.of(nearest.locate_statement(_REPLAY), "row")
+_LOCATE_REPLAY_CALLER = Sql.of(nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller"), "row")
+_HINT = Sql.of(nearest.HINT, "row")
+_WRITE = Sql.of(text("SELECT CAST(kerbside_intake(CAST(:p AS jsonb)) AS text)"), "json")
+_REPLAY_ALONE = Sql.of(text("SELECT kerbside_replay(:client_id)"), "row")
 _STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")  # after escalation
 
 
@@ -112,20 +214,14 @@ def _replayed(stored_hash: str, response: dict, digest: str) -> dict:
     return response
 
 
-def _replay(session: Session, data: ReportIn, digest: str) -> dict | None:
-    row = session.execute(
-        select(Report.payload_hash, Report.response).where(Report.client_id == data.client_id)
-    ).first()
-    return None if row is None else _replayed(row.payload_hash, row.response, digest)
-
-
 def _lock_key(*parts: object) -> int:
     """The advisory lock that serialises duplicate checks on one key (held to commit)."""
     return zlib.crc32(":".join(map(str, parts)).encode())
 
 
-def _intake(session: Session, who: Principal, data: ReportIn, category: CategoryDef, answers: dict,
-            digest: str, channel: str, reporter: dict, external_id: str | None, place: nearest.Place) -> dict:
+def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict, digest: str, channel: str,
+            reporter: dict, external_id: str | None, place: nearest.Place
+            ) -> Generator[tuple[Sql, dict], object, Outcome]:
     now = datetime.now(timezone.utc)
     settings = get_settings()
     if not place.inside:
@@ -146,7 +242,8 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
                               code="layer-not-loaded", status=503)
         hint = None
         if data.asset_ref:
-            hint = nearest.hint_candidate(session, place.layer_id, data.asset_ref, data.lon, data.lat)
+            hint = nearest.candidate_from_row((yield _HINT, nearest.hint_params(place.layer_id, data.asset_ref,
+                                                                                data.lon, data.lat)))
             if hint is None:
                 raise DomainError(f"no asset {data.asset_ref!r} on the {layer_name} layer", fields=["asset_ref"],
                                   code="unknown-asset", status=422)
@@ -167,7 +264,7 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
     status = "triage" if triage else "new"
     actor, role = who.actor, who.role
     runner = snap.runner_up if snap else None
-    written = session.connection().execute(_WRITE, {"p": _json({
+    written = yield _WRITE, {"p": _json({
         "lock": _lock_key(category.code, chosen.asset_id if chosen else "-"),
         "category": category.code,
         "asset_id": chosen.asset_id if chosen else None,
@@ -197,11 +294,23 @@ def _intake(session: Session, who: Principal, data: ReportIn, category: Category
             "runner_up_distance_m": runner.distance_m if runner else None,
             "snap_confidence": snap.confidence if snap else None, "ward_id": place.ward_id,
             "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
-    })}).scalar_one()
+        "contact": _contact(data.contact, now) if data.contact is not None else None,
+    })}
     answer = written["answer"]
     if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
-        answer = _after_attach(session, written, answer, category, priority, who, now)
-    return answer
+        return Outcome(answer, written=written, follow_up=(category, priority, who, now))
+    return Outcome(answer, written=written)
+
+
+def _contact(contact, now: datetime) -> dict:
+    """kerbside_intake's `contact` member: the reporter's contact, its unsubscribe token, and what to queue."""
+    kinds = list(contact.kinds())
+    s = get_settings()
+    return {"first_name": contact.first_name, "last_name": contact.last_name, "email": contact.email,
+            "phone": contact.phone, "notify": contact.notify, "consent": contact.consent,
+            "token": secrets.token_urlsafe(24), "kinds": kinds,
+            "sms_due": (quiet.next_allowed(now, s.notify_quiet_start, s.notify_quiet_end, s.timezone)
+                        if "sms" in kinds else None)}
 
 
 def _json(value) -> str:

@@ -1,0 +1,163 @@
+"""The report intake on the API's async pool: the path every POST /api/v1/reports takes in a running API.
+
+The rest of tests/server runs the app with its sessions overridden (a rollback per test), which sends the
+intake through the session path. Here the app runs as it does in production (its lifespan opens the pool, no
+override), so these reports are committed: each test works on lamp columns no other test reports.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import auth
+
+pytestmark = pytest.mark.commits
+
+
+@pytest.fixture(scope="module")
+def live(prepared_db):
+    """The app as uvicorn runs it (lifespan, no overrides), a token per role, committed."""
+    from server.auth.tokens import create_token
+    from server.db import new_session
+    from server.main import create_app
+
+    with new_session() as s:
+        tokens = {role: create_token(s, role, name=f"pool-{role}")[1] for role in ("field_worker", "advisor")}
+        tokens["contractor"] = create_token(s, "contractor", name="pool-contractor", contractor="street-lighting")[1]
+        s.commit()
+    with TestClient(create_app()) as client:
+        yield client, tokens
+
+
+_taken: set[int] = set()
+
+
+def lamp_column(db) -> tuple[str, float, float]:
+    """A real B&NES lamp column with no open street-light job and none taken by another test here: (ref, lat, lon)."""
+    row = db.execute(text("""
+        SELECT a.id, a.external_ref, ST_Y(ST_Transform(a.geom, 4326)), ST_X(ST_Transform(a.geom, 4326))
+          FROM assets a JOIN asset_layers l ON l.id = a.layer_id
+         WHERE l.name = 'street_lights' AND a.external_ref NOT LIKE 'BL-%'
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id AND j.category_code = 'street_light')
+           AND a.id <> ALL(:taken)
+         ORDER BY a.id LIMIT 1"""), {"taken": list(_taken) or [0]}).one()
+    _taken.add(row[0])
+    return row[1], row[2], row[3]
+
+
+def report(lat: float, lon: float, **over) -> dict:
+    b = {"client_id": str(uuid.uuid4()), "category": "street_light", "lat": lat + 0.00002, "lon": lon,
+         "accuracy_m": 4.0, "observed_at": datetime.now(timezone.utc).isoformat(), "answers": {"fault": "out"}}
+    b.update(over)
+    return b
+
+
+def served(client) -> int:
+    return client.app.state.intake_pool.get_stats().get("requests_num", 0)
+
+
+def test_a_report_opens_a_job_on_the_pool_and_a_retry_gets_the_same_answer(live, db):
+    client, tokens = live
+    ref, lat, lon = lamp_column(db)
+    before = served(client)
+    b = report(lat, lon)
+    r = client.post("/api/v1/reports", json=b, headers=auth(tokens["field_worker"]))
+    assert r.status_code == 201, r.text
+    assert served(client) == before + 1  # the pool's connection, not a session
+    a = r.json()
+    assert a["job"]["asset"]["ref"] == ref and a["job"]["attached"] is False and a["job"]["demand_count"] == 1
+    assert a["job"]["due_in_words"] and a["channel"] == "field_app"
+    job = a["job"]["reference"]
+    types = db.execute(text("SELECT e.type FROM job_events e JOIN jobs j ON j.id = e.job_id "
+                            "WHERE j.reference = :r ORDER BY e.id"), {"r": job}).scalars().all()
+    assert types == ["report_received", "job_opened", "snapped", "sla_set"]
+    assert db.execute(text("SELECT count(*) FROM outbox_messages WHERE idempotency_key = :k"),
+                      {"k": f"dispatch:{job}"}).scalar_one() == 1
+
+    again = client.post("/api/v1/reports", json=b, headers=auth(tokens["field_worker"]))
+    assert again.status_code == 200 and again.json() == a
+    other = client.post("/api/v1/reports", json={**b, "description": "changed"},
+                        headers=auth(tokens["field_worker"]))
+    assert other.status_code == 409 and other.json()["type"].endswith("/idempotency-conflict")
+    assert db.execute(text("SELECT count(*) FROM reports WHERE client_id = :c"),
+                      {"c": b["client_id"]}).scalar_one() == 1
+
+
+def test_a_second_report_attaches_and_a_more_severe_one_raises_the_priority(live, db):
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    first = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["field_worker"])).json()
+    second = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
+    assert second.status_code == 201
+    s = second.json()
+    assert s["job"]["reference"] == first["job"]["reference"] and s["job"]["attached"] is True
+    assert s["job"]["demand_count"] == 2 and s["channel"] == "contact_centre"
+    # A more severe report needs the ORM's follow-up: the same use case on a session, in one transaction.
+    worse = client.post("/api/v1/reports", json=report(lat, lon, answers={"fault": "damaged_exposed_wiring"}),
+                        headers=auth(tokens["field_worker"]))
+    assert worse.status_code == 201, worse.text
+    w = worse.json()
+    assert w["job"]["priority"] == "emergency" and w["job"]["demand_count"] == 3
+    row = db.execute(text("SELECT priority, demand_count, (SELECT count(*) FROM job_events e WHERE e.job_id = j.id "
+                          "AND e.type = 'priority_raised') FROM jobs j WHERE reference = :r"),
+                     {"r": first["job"]["reference"]}).one()
+    assert tuple(row) == ("emergency", 3, 1)
+    assert db.execute(text("SELECT count(*) FROM reports r JOIN jobs j ON j.id = r.job_id WHERE j.reference = :r"),
+                      {"r": first["job"]["reference"]}).scalar_one() == 3
+
+
+def test_the_reporters_contact_and_its_messages_ride_on_the_intake(live, db):
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    contact = {"first_name": "Ada", "email": "ada.pool@example.org", "phone": "07700 900456", "notify": "both",
+               "consent": True}
+    r = client.post("/api/v1/reports", json=report(lat, lon, contact=contact), headers=auth(tokens["advisor"]))
+    assert r.status_code == 201, r.text
+    ref = r.json()["reference"]
+    assert "ada" not in r.text.lower()  # never in the answer
+    c = db.execute(text("SELECT c.id, c.email, c.phone, c.notify, c.consent_at IS NOT NULL, c.channel "
+                        "FROM reporter_contacts c JOIN reports r ON r.id = c.report_id WHERE r.reference = :r"),
+                   {"r": ref}).one()
+    assert tuple(c)[1:] == ("ada.pool@example.org", "07700900456", "both", True, "contact_centre")
+    msgs = db.execute(text("SELECT destination, topic, payload->>'contact_id', payload->>'report' FROM outbox_messages "
+                           "WHERE idempotency_key LIKE :k ORDER BY id"), {"k": f"notify:received:{ref}:%"}).all()
+    assert [tuple(m) for m in msgs] == [("notify:email", "received", str(c.id), ref),
+                                        ("notify:sms", "received", str(c.id), ref)]
+    # The same person reporting the same fault again is avoidable contact: a chaser.
+    job = r.json()["job"]["reference"]
+    again = client.post("/api/v1/reports", json=report(lat, lon, contact={**contact, "email": "ADA.pool@example.org"}),
+                        headers=auth(tokens["advisor"]))
+    assert again.status_code == 201 and again.json()["job"]["reference"] == job
+    assert db.execute(text("SELECT count(*) FROM chasers h JOIN jobs j ON j.id = h.job_id "
+                           "WHERE j.reference = :j AND h.kind = 'repeat_report'"), {"j": job}).scalar_one() == 1
+
+
+def test_refusals_on_the_pool_are_the_same_problems_and_store_nothing(live, db):
+    client, tokens = live
+    ref, lat, lon = lamp_column(db)
+
+    def count() -> int:
+        return db.execute(text("SELECT count(*) FROM reports")).scalar_one()
+
+    def post(b, token=tokens["field_worker"]):
+        return client.post("/api/v1/reports", json=b, headers=auth(token) if token else {})
+
+    n = count()
+    assert post(report(lat, lon), token=None).status_code == 401
+    assert post(report(lat, lon), token="ks_" + "x" * 43).status_code == 401
+    assert post(report(lat, lon), token=tokens["contractor"]).status_code == 403
+    bad = post(report(lat, lon, answers={"fault": "on_fire"}))
+    assert bad.status_code == 422 and bad.json()["type"].endswith("/invalid-answer")
+    out = post(report(51.4545, -2.5879))  # Bristol: outside B&NES
+    assert out.status_code == 422 and out.json()["type"].endswith("/out-of-area")
+    unknown = post(report(lat, lon, asset_ref="NO-SUCH-COLUMN"))
+    assert unknown.status_code == 422 and unknown.json()["fields"] == ["asset_ref"]
+    assert post(report(lat, lon, category="no_such_category")).status_code == 422
+    assert count() == n
+    hinted = post(report(lat, lon, asset_ref=ref))
+    assert hinted.status_code == 201 and hinted.json()["job"]["asset"]["ref"] == ref
+    assert count() == n + 1
