@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
@@ -66,7 +67,7 @@ class Outcome:
 
 
 def _steps(who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str], reporter: dict,
-           external_id: str | None) -> Generator[tuple[Sql, dict], object, Outcome]:
+           external_id: str | None, defer_notify: bool = False) -> Generator[tuple[Sql, dict], object, Outcome]:
     """The intake as its statements: yields (statement, parameters), is sent each result; returns the Outcome.
 
     Two statements: where the point is (with the replay check, and the token lookup when `who` is a Caller
@@ -94,7 +95,7 @@ def _steps(who: Principal | Caller, data: ReportIn, channel: str | Callable[...,
     except AnswerError as exc:
         raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
     return (yield from _intake(who, data, category, answers, digest, channel, reporter, external_id,
-                               nearest.place_from_row(row, category.layer)))
+                               nearest.place_from_row(row, category.layer), defer_notify))
 
 
 def _decode(sql: Sql, row):
@@ -149,7 +150,7 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
     webhooks subscribed to attaches): nothing is then written, and the caller runs submit_report instead.
     """
     async with pool.connection() as conn:
-        steps = _steps(who, data, channel, {}, None)
+        steps = _steps(who, data, channel, {}, None, defer_notify=True)
         try:
             try:
                 sql, params = next(steps)
@@ -172,8 +173,21 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
         if outcome.replay or outcome.follow_up is not None:
             await conn.rollback()
             return (200, with_words(outcome.answer)) if outcome.replay else None
-        await conn.commit()
+        notes = outcome.written.get("notify")
+        if notes:
+            await conn.execute(_commit_then_notify(notes))
+        else:
+            await conn.commit()
     return 201, with_words(outcome.answer)
+
+
+def _commit_then_notify(notes: list) -> pgsql.Composed:
+    """COMMIT, then the intake's NOTIFYs in a transaction of their own, in one round trip (a simple query: the
+    NOTIFY-only transaction writes nothing, so it holds the notification queue lock only for a moment,
+    instead of across the report's commit flush). A crash in between loses only the wake-ups: the outbox
+    worker also runs on a timer, and event streams catch up from the timeline."""
+    return pgsql.SQL("COMMIT; SELECT {}").format(pgsql.SQL(", ").join(
+        pgsql.SQL("pg_notify({}, {})").format(pgsql.Literal(channel), pgsql.Literal(payload)) for channel, payload in notes))
 
 
 def _race_replay(stored, data: ReportIn) -> dict:
@@ -220,7 +234,7 @@ def _lock_key(*parts: object) -> int:
 
 
 def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict, digest: str, channel: str,
-            reporter: dict, external_id: str | None, place: nearest.Place
+            reporter: dict, external_id: str | None, place: nearest.Place, defer_notify: bool = False
             ) -> Generator[tuple[Sql, dict], object, Outcome]:
     now = datetime.now(timezone.utc)
     settings = get_settings()
@@ -273,7 +287,7 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
         "geom": place.ewkt,
         "now": now,
         "actor": actor, "actor_role": role,
-        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL,
+        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": defer_notify,
         "dispatch": {"destination": "dispatch", "topic": "job.opened"},
         "job": {"asset_id": chosen.asset_id if chosen else None, "ward_id": place.ward_id, "street": place.street,
                 "priority": priority, "status": status, "triage_reason": snap.reason if triage else None,

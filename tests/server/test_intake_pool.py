@@ -6,6 +6,7 @@ override), so these reports are committed: each test works on lamp columns no ot
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 
@@ -161,3 +162,33 @@ def test_refusals_on_the_pool_are_the_same_problems_and_store_nothing(live, db):
     hinted = post(report(lat, lon, asset_ref=ref))
     assert hinted.status_code == 201 and hinted.json()["job"]["asset"]["ref"] == ref
     assert count() == n + 1
+
+
+def test_the_wake_ups_are_sent_after_the_report_commits(live, db):
+    """The pool's intake sends its NOTIFYs in a transaction of its own after the report's commit: listeners
+    (event streams, the outbox worker) still hear of the new job, its SLA event and its dispatch."""
+    import psycopg
+
+    from server import events
+    from server.config import get_settings
+    from server.outbox.service import CHANNEL as OUTBOX
+
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {events.CHANNEL}")
+        listener.execute(f"LISTEN {OUTBOX}")
+        r = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["field_worker"]))
+        assert r.status_code == 201
+        job = r.json()["job"]["reference"]
+        heard = []
+        for note in listener.notifies(timeout=10, stop_after=2):
+            heard.append((note.channel, note.payload))
+    by_channel = dict(heard)
+    assert by_channel[OUTBOX] == ""
+    event = json.loads(by_channel[events.CHANNEL])
+    assert event["job"] == job and event["type"] == "sla_set" and event["status"] == "new"
+    # …and the event it names is committed by then.
+    assert db.execute(text("SELECT type FROM job_events WHERE id = :i"), {"i": event["event_id"]}).scalar_one() == \
+        "sla_set"

@@ -22,11 +22,29 @@ branch_labels = None
 depends_on = None
 
 # What 0011 adds to 0005's function, spliced in (the rest of the body is 0005's, unchanged).
-DECLARE_CONTACT = """  notified integer;
+DECLARE = """  notified integer;
   ct jsonb := nullif(p->'contact', 'null'::jsonb);
   contact_id bigint;
   told integer := 0;
+  defer boolean := coalesce((p->>'defer_notify')::boolean, false);
+  notes jsonb;
 BEGIN"""
+# The timeline's NOTIFYs gathered as [channel, payload] pairs rather than sent at once.
+EVENTS_BEFORE = """         (SELECT count(*) FROM (SELECT pg_notify(p->>'event_channel', json_build_object(
+                                  'job', j.reference, 'event_id', ins.id, 'type', ins.type, 'status', j.status)::text)
+                                  FROM ins JOIN spec s ON s.type = ins.type WHERE s.notify) sent)
+    INTO attached_event, notified;"""
+EVENTS_AFTER = """         (SELECT coalesce(jsonb_agg(jsonb_build_array(p->>'event_channel', json_build_object(
+                                  'job', j.reference, 'event_id', ins.id, 'type', ins.type, 'status', j.status)::text)
+                                  ORDER BY ins.id), '[]'::jsonb)
+            FROM ins JOIN spec s ON s.type = ins.type WHERE s.notify)
+    INTO attached_event, notes;"""
+DISPATCH_BEFORE = """    ON CONFLICT (idempotency_key) DO NOTHING;
+    PERFORM pg_notify(p->>'outbox_channel', '');
+  END IF;"""
+DISPATCH_AFTER = """    ON CONFLICT (idempotency_key) DO NOTHING;
+    notes := notes || jsonb_build_array(jsonb_build_array(p->>'outbox_channel', ''));
+  END IF;"""
 CONTACT = r"""  -- The reporter's contact (optional), kept apart from the report: a repeat-contact chaser when the same
   -- person (same email or phone) already reported this job, then the contact and its "received" messages,
   -- one outbox row per kind (separate queues, so a text held for quiet hours holds no email).
@@ -50,17 +68,25 @@ CONTACT = r"""  -- The reporter's contact (optional), kept apart from the report
            jsonb_build_object('contact_id', contact_id, 'report', r_ref, 'template', 'received', 'kind', k.kind),
            'pending', 0
       FROM jsonb_array_elements_text(ct->'kinds') WITH ORDINALITY AS k(kind, n)
-     ORDER BY k.n
-    ON CONFLICT (idempotency_key) DO NOTHING;
+     ORDER BY k.n;  -- keys of a report reference made a moment ago: nothing to conflict with
     GET DIAGNOSTICS told = ROW_COUNT;
     IF told > 0 THEN  -- the same NOTIFY as a new job's dispatch: PostgreSQL sends it once per transaction
-      PERFORM pg_notify(p->>'outbox_channel', '');
+      notes := notes || jsonb_build_array(jsonb_build_array(p->>'outbox_channel', ''));
     END IF;
+  END IF;
+
+  -- The NOTIFYs: sent here (delivered at commit), or, with defer_notify, returned for the caller to send
+  -- in a transaction of their own after this one commits. A transaction that has sent NOTIFY holds the
+  -- database-wide notification queue lock from before its commit until its commit record is flushed, so
+  -- reports that notify inside their own transaction commit one at a time.
+  IF NOT defer THEN
+    PERFORM pg_notify(note->>0, note->>1) FROM jsonb_array_elements(notes) AS note;
   END IF;
 
 """
 RESULT_BEFORE = "  RETURN jsonb_build_object('report_id', r_id, 'job_id', j.id, 'attached', attached,"
-RESULT_AFTER = "  RETURN jsonb_build_object('report_id', r_id, 'job_id', j.id, 'attached', attached, 'contact_id', contact_id,"
+RESULT_AFTER = ("  RETURN jsonb_build_object('report_id', r_id, 'job_id', j.id, 'attached', attached, 'contact_id', contact_id,"
+                "\n                            'notify', CASE WHEN defer THEN notes END,")
 
 
 
@@ -73,9 +99,11 @@ def _previous():
 
 
 def intake() -> str:
-    """0005's kerbside_intake with the contact: declared, written before the result, returned in it."""
+    """0005's kerbside_intake with the contact (written before the result, its id returned) and the NOTIFYs
+    gathered, then sent or (defer_notify) returned."""
     body = _previous().INTAKE
-    for old, new in (("  notified integer;\nBEGIN", DECLARE_CONTACT), (RESULT_BEFORE, CONTACT + RESULT_AFTER)):
+    for old, new in (("  notified integer;\nBEGIN", DECLARE), (EVENTS_BEFORE, EVENTS_AFTER),
+                     (DISPATCH_BEFORE, DISPATCH_AFTER), (RESULT_BEFORE, CONTACT + RESULT_AFTER)):
         if body.count(old) != 1:
             raise RuntimeError(f"0005's kerbside_intake no longer has {old!r} once")
         body = body.replace(old, new)
