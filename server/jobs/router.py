@@ -97,7 +97,7 @@ async def get_job(reference: str, request: Request, session: SessionDep) -> Resp
 
 def _job_page(session: Session, caller: Caller, reference: str) -> bytes:
     body = page.job_page_json(session, caller, reference)[1]
-    # A read: ending its transaction here (a commit: under the tests' session a rollback would also undo what
-    # the test made) spares get_session a second trip through the thread pool to close it.
+    # Ending the read here spares get_session a second trip through the thread pool to close it. A commit: in
+    # autocommit there is nothing to send, and under the tests' session a rollback would undo what they made.
     session.commit()
     return body

@@ -214,3 +214,50 @@ def test_floats_and_datetimes_in_the_arrays_are_written_as_python_writes_them(db
         text_, back = conn.exec_driver_sql(f"SELECT {_iso('v')}, v FROM (SELECT %(m)s::timestamptz AS v) s",
                                            {"m": m}).one()
         assert text_ == back.isoformat(), (zone, m)  # as psycopg hands it to Python in this session
+
+
+@pytest.mark.commits
+def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prepared_db):
+    """Without the tests' session: the read takes a pooled connection in autocommit (no BEGIN, no COMMIT) and
+    the connection goes back to the pool as it was."""
+    from fastapi.testclient import TestClient
+
+    from server.db import get_engine, new_session
+    from server.main import create_app
+    from tests.browser.live import commit_token, free_street_light, revoke_tokens
+
+    made = [commit_token("advisor"), commit_token("field_worker")]
+    (_, advisor), (_, reporter) = made
+    light = free_street_light()
+    seen = []
+
+    def note(conn, cursor, statement, *args):
+        dbapi = conn.connection.dbapi_connection
+        seen.append((statement, dbapi, dbapi.autocommit, dbapi.info.transaction_status.name))
+
+    try:
+        with TestClient(create_app()) as client:
+            r = client.post("/api/v1/reports", headers=auth(reporter), json={
+                "client_id": str(uuid.uuid4()), "category": "street_light", "lat": light["lat"], "lon": light["lon"],
+                "accuracy_m": 5.0, "observed_at": datetime.now(timezone.utc).isoformat(), "asset_ref": light["ref"],
+                "answers": {"fault": "out"}, "description": "Lamp out"})
+            assert r.status_code == 201, r.text
+            ref = r.json()["job"]["reference"]
+            event.listen(get_engine(), "after_cursor_execute", note)
+            try:
+                page = client.get(f"/api/v1/jobs/{ref}", headers=auth(advisor))
+            finally:
+                event.remove(get_engine(), "after_cursor_execute", note)
+        assert page.status_code == 200, page.text
+        assert len(seen) == 1
+        _, dbapi, autocommit, status = seen[0]
+        assert autocommit is True and status == "IDLE"  # no transaction was opened for the read
+        assert dbapi.autocommit is False  # back in the pool as it was
+        with new_session() as s:
+            want = json.loads(json.dumps(job_page(s, s.scalar(select(Job).where(Job.reference == ref)),
+                                                  include_reporters=True)))
+        got = page.json()
+        got["sla"]["remaining_seconds"] = want["sla"]["remaining_seconds"]  # read a moment apart
+        same_shape(got, want)
+    finally:
+        revoke_tokens([i for i, _ in made])
