@@ -6,15 +6,18 @@ names, and the timeline, reports and photos built as JSON arrays by PostgreSQL. 
 clock and on the wording rules (status in words, SLA state, the deadline in words) through the same helpers as
 the list rows (views.summary_fields, views.sla_view), and splices the arrays into the answer unparsed
 (orjson.Fragment). views.job_page is the same page through the ORM; tests/server/test_job_page.py holds the two
-equal for every role.
+equal, key order and types included, for every role.
 
 Datetimes and floats in the arrays are written as Python writes them: isoformat() (microseconds only when
 there are some, the offset as +HH:MM in the session's time zone, as psycopg hands them to Python), and 5.0 for
-a whole float. Only the spacing differs (PostgreSQL's json has spaces after colons and commas).
+a whole float. Only whitespace differs (PostgreSQL puts a space after a jsonb member's colon and comma, and a
+newline between the elements of an array).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import orjson
 from sqlalchemy import text
@@ -30,75 +33,67 @@ from server.jobs.views import sla_view, summary_fields
 
 def _iso(column: str) -> str:
     """SQL: a timestamptz as datetime.isoformat() writes it (NULL stays NULL)."""
-    return f"""replace(to_char({column}, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM'), '.000000', '')"""
+    return f"""replace(to_char({column},'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM'),'.000000','')"""
 
 
 def _float(column: str) -> str:
-    """SQL: a float8 as JSON the way Python writes a float (5.0, not PostgreSQL's 5)."""
-    return (f"CASE WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN ({column}::text || '.0')::json "
-            f"ELSE to_json({column}) END")
-
-
-def _lonlat(geom: str, prefix: str = "") -> str:
-    """SQL: lon and lat of a stored geometry as geo.lonlat_of gives them, as columns {prefix}lon, {prefix}lat."""
-    g = f"ST_Transform(ST_PointOnSurface({geom}), {WGS84})"
-    return f"ST_X({g}) AS {prefix}lon, ST_Y({g}) AS {prefix}lat"
+    """SQL: a float8 as JSON the way Python writes a float (5.0, not PostgreSQL's 5; NULL stays NULL)."""
+    return rf"regexp_replace({column}::text,'^-?\d+$','\&.0')::json"
 
 
 _SEE_ALL = ", ".join(f"'{r}'" for r in SEE_ALL)
+_TIMES = ("due_at", "created_at", "updated_at", "resolved_at", "on_hold_since", "sla_started_at")
+_FLOATS = ("paused_seconds", "lon", "lat", "asset_lon", "asset_lat")
 
-# The report as views.job_page shows it; `reporter` last, and only for roles that see every job.
-_REPORT = """'reference', r.reference, 'channel', r.channel, 'observed_at', {observed}, 'received_at', {received},
-             'description', r.description, 'answers', r.answers, 'lat', {lat}, 'lon', {lon},
-             'accuracy_m', {accuracy}, 'snap_distance_m', {snap}, 'snap_confidence', {confidence}
-          """.format(observed=_iso("r.observed_at"), received=_iso("r.received_at"), lat=_float("r.lat"),
-                     lon=_float("r.lon"), accuracy=_float("r.accuracy_m"), snap=_float("r.snap_distance_m"),
-                     confidence=_float("r.snap_confidence"))
-
-# :token_hash and :reference. The caller column is deps.Caller's lookup; `who` is the same token row again,
-# for the visibility rule (jobs.access.visible) and whether reporters are shown. Its liveness (revoked,
-# expired) is judged in Python from the caller column, before anything of the job is used.
-PAGE = text(f"""
+# :token_hash and :reference. `caller` is deps.Caller's token lookup; `who` is the same token row again, for the
+# visibility rule (jobs.access.visible) and whether reporters are shown. Its liveness (revoked, expired) is
+# judged in Python from `caller` before anything of the job is used.
+# `job`: the job's columns and joined names as summary_select() names them (PostgreSQL's JSON: views turn
+# them into the page). `timeline`, `reports`, `photos`: the page's arrays as views.job_page writes them, ready
+# to send; a report's reporter (jsonb, never NULL) is appended as its last member for the roles that see it.
+# Whitespace is squeezed out below: psycopg caches its parsing of a statement of up to 4,096 characters only.
+_PAGE = f"""
 SELECT {Caller.column} AS caller, p.*
-  FROM (SELECT t.id, t.role, t.contractor_id, t.crew_id, t.role IN ({_SEE_ALL}) AS see_all
-          FROM api_tokens t WHERE t.token_hash = :token_hash) who
-  LEFT JOIN LATERAL (
-    SELECT j.reference, j.category_code, j.status, j.priority, j.street, j.contractor_ref, j.due_at,
-           j.demand_count, j.triage_reason, j.created_at, j.updated_at, j.resolved_at, j.sla_policy,
-           j.paused_seconds, j.on_hold_since, j.sla_started_at, j.description, j.asset_id,
-           {_lonlat("j.geom")}, a.external_ref AS asset_ref, a.name AS asset_name, al.name AS layer,
-           {_lonlat("a.geom", "asset_")}, ar.name AS ward, c.name AS crew, c.title AS crew_title,
-           k.name AS contractor, k.title AS contractor_title,
-           (SELECT coalesce(json_agg(json_build_object(
-                       'id', e.id, 'type', e.type, 'at', {_iso("e.at")}, 'actor', e.actor,
-                       'actor_role', e.actor_role, 'before', e.before, 'after', e.after, 'data', e.data,
-                       'note', e.note) ORDER BY e.id DESC), '[]')::text
-              FROM job_events e WHERE e.job_id = j.id) AS timeline,
-           (SELECT coalesce(json_agg(CASE WHEN who.see_all
-                                          THEN json_build_object({_REPORT}, 'reporter', r.reporter)
-                                          ELSE json_build_object({_REPORT}) END ORDER BY r.id), '[]')::text
-              FROM reports r WHERE r.job_id = j.id) AS reports,
-           (SELECT coalesce(json_agg(json_build_object(
-                       'id', ph.id, 'client_id', ph.client_id, 'kind', ph.kind, 'content_type', ph.content_type,
-                       'width', ph.width, 'height', ph.height, 'size_bytes', ph.size_bytes,
-                       'url', '/api/v1/photos/' || ph.id,
-                       'thumbnail_url', '/api/v1/photos/' || ph.id || '?thumbnail=true',
-                       'created_at', {_iso("ph.created_at")}) ORDER BY ph.id), '[]')::text
-              FROM photos ph WHERE ph.job_id = j.id) AS photos
-      FROM jobs j
-      LEFT JOIN assets a ON a.id = j.asset_id
-      LEFT JOIN asset_layers al ON al.id = a.layer_id
-      LEFT JOIN areas ar ON ar.id = j.ward_id
-      LEFT JOIN crews c ON c.id = j.crew_id
-      LEFT JOIN contractors k ON k.id = j.contractor_id
-     WHERE j.reference = :reference
-       AND (who.see_all
-            OR (who.role = 'contractor' AND j.contractor_id = who.contractor_id)
-            OR (who.role = 'crew' AND j.crew_id = who.crew_id)
-            OR (who.role = 'field_worker'
-                AND EXISTS (SELECT 1 FROM reports mine WHERE mine.job_id = j.id AND mine.token_id = who.id)))
-  ) p ON true
-""")
+FROM (SELECT t.id, t.role, t.contractor_id, t.crew_id, t.role IN ({_SEE_ALL}) AS see_all
+      FROM api_tokens t WHERE t.token_hash = :token_hash) who
+LEFT JOIN LATERAL (
+  SELECT (SELECT row_to_json(x) FROM (SELECT j.reference, j.category_code, j.status, j.priority, j.street,
+            j.contractor_ref, j.demand_count, j.triage_reason, j.sla_policy, j.paused_seconds, j.description,
+            j.asset_id, {", ".join("j." + c for c in _TIMES)}, ST_X(g.j) lon, ST_Y(g.j) lat,
+            a.external_ref asset_ref, a.name asset_name, al.name layer, ST_X(g.a) asset_lon, ST_Y(g.a) asset_lat,
+            ar.name ward, c.name crew, c.title crew_title, k.name contractor, k.title contractor_title) x) job,
+    (SELECT coalesce(json_agg(x ORDER BY x.id DESC),'[]')::text
+     FROM (SELECT e.id, e.type, {_iso("e.at")} at, e.actor, e.actor_role, e.before, e.after, e.data, e.note
+           FROM job_events e WHERE e.job_id=j.id) x) timeline,
+    (SELECT coalesce(json_agg(CASE WHEN who.see_all
+                                   THEN (left(row_to_json(x)::text,-1)||',"reporter":'||r.reporter||'}}')::json
+                                   ELSE row_to_json(x) END ORDER BY r.id),'[]')::text
+     FROM reports r, LATERAL (SELECT r.reference, r.channel, {_iso("r.observed_at")} observed_at,
+       {_iso("r.received_at")} received_at, r.description, r.answers, {_float("r.lat")} lat, {_float("r.lon")} lon,
+       {_float("r.accuracy_m")} accuracy_m, {_float("r.snap_distance_m")} snap_distance_m,
+       {_float("r.snap_confidence")} snap_confidence) x
+     WHERE r.job_id=j.id) reports,
+    (SELECT coalesce(json_agg(x ORDER BY x.id),'[]')::text
+     FROM (SELECT f.id, f.client_id, f.kind, f.content_type, f.width, f.height, f.size_bytes,
+             '/api/v1/photos/'||f.id url, '/api/v1/photos/'||f.id||'?thumbnail=true' thumbnail_url,
+             {_iso("f.created_at")} created_at
+           FROM photos f WHERE f.job_id=j.id) x) photos
+  FROM jobs j
+  LEFT JOIN assets a ON a.id=j.asset_id
+  LEFT JOIN asset_layers al ON al.id=a.layer_id
+  LEFT JOIN areas ar ON ar.id=j.ward_id
+  LEFT JOIN crews c ON c.id=j.crew_id
+  LEFT JOIN contractors k ON k.id=j.contractor_id
+  CROSS JOIN LATERAL (SELECT ST_Transform(ST_PointOnSurface(j.geom),{WGS84}) j,
+                             ST_Transform(ST_PointOnSurface(a.geom),{WGS84}) a) g
+  WHERE j.reference=:reference
+    AND (who.see_all OR (who.role='contractor' AND j.contractor_id=who.contractor_id)
+         OR (who.role='crew' AND j.crew_id=who.crew_id)
+         OR (who.role='field_worker'
+             AND EXISTS (SELECT 1 FROM reports m WHERE m.job_id=j.id AND m.token_id=who.id)))
+) p ON true
+"""
+PAGE = text(re.sub(r"\s+", " ", _PAGE).strip())
 
 
 def fetch(session: Session, token_hash: str, reference: str):
@@ -125,14 +120,21 @@ def job_page_json(session: Session, caller: Caller, reference: str) -> tuple[Pri
     when there is no such job or it is not theirs to see)."""
     row = fetch(session, caller.digest, reference)
     who = caller.resolve(row.caller if row is not None else None)
-    if row.reference is None:
+    if row.job is None:
         raise NotFound(f"no job {reference!r}", fields=["reference"], code="job-not-found")
+    job = SimpleNamespace(**row.job)
+    for k in _TIMES:  # PostgreSQL's JSON writes a time to the microsecond, the offset as in the session
+        if (v := getattr(job, k)) is not None:
+            setattr(job, k, datetime.fromisoformat(v))
+    for k in _FLOATS:  # and a whole float as an integer
+        if (v := getattr(job, k)) is not None:
+            setattr(job, k, float(v))
     now = datetime.now(timezone.utc)
-    page = summary_fields(row, row)
-    page["sla"] = sla_view(row, now)
-    page["description"] = row.description
-    if row.asset_id:
-        page["asset"].update(lat=round(row.asset_lat, 6), lon=round(row.asset_lon, 6))
+    page = summary_fields(job, job)
+    page["sla"] = sla_view(job, now)
+    page["description"] = job.description
+    if job.asset_id:
+        page["asset"].update(lat=round(job.asset_lat, 6), lon=round(job.asset_lon, 6))
     page["timeline"] = orjson.Fragment(row.timeline)
     page["reports"] = orjson.Fragment(row.reports)
     page["photos"] = orjson.Fragment(row.photos)

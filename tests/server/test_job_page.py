@@ -261,3 +261,12 @@ def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prep
         same_shape(got, want)
     finally:
         revoke_tokens([i for i, _ in made])
+
+
+def test_the_statement_is_short_enough_for_psycopgs_statement_cache(engine):
+    """psycopg parses a statement again on every execution when it is longer than this (it was, at 7,500)."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    from server.jobs.page import PAGE
+
+    assert len(str(PAGE.compile(dialect=engine.dialect))) <= MAX_CACHED_STATEMENT_LENGTH
