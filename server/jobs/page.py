@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from server.deps import Caller, Principal
+from server.deps import Caller
 from server.errors import NotFound
 from server.geo import WGS84
 from server.jobs.access import SEE_ALL
@@ -115,11 +115,11 @@ def _reading(session: Session):
     return session.connection()
 
 
-def job_page_json(session: Session, caller: Caller, reference: str) -> tuple[Principal, bytes]:
-    """The caller (401 / 403 as current_principal would answer) and their page of this job as JSON bytes (404
-    when there is no such job or it is not theirs to see)."""
+def job_page_json(session: Session, caller: Caller, reference: str) -> bytes:
+    """The caller's page of this job as JSON bytes: 401 / 403 as current_principal would answer, 404 when there
+    is no such job or it is not theirs to see."""
     row = fetch(session, caller.digest, reference)
-    who = caller.resolve(row.caller if row is not None else None)
+    caller.resolve(row.caller if row is not None else None)
     if row.job is None:
         raise NotFound(f"no job {reference!r}", fields=["reference"], code="job-not-found")
     job = SimpleNamespace(**row.job)
@@ -138,4 +138,4 @@ def job_page_json(session: Session, caller: Caller, reference: str) -> tuple[Pri
     page["timeline"] = orjson.Fragment(row.timeline)
     page["reports"] = orjson.Fragment(row.reports)
     page["photos"] = orjson.Fragment(row.photos)
-    return who, orjson.dumps(page)
+    return orjson.dumps(page)

@@ -96,7 +96,7 @@ async def get_job(reference: str, request: Request, session: SessionDep) -> Resp
 
 
 def _job_page(session: Session, caller: Caller, reference: str) -> bytes:
-    body = page.job_page_json(session, caller, reference)[1]
+    body = page.job_page_json(session, caller, reference)
     # Ending the read here spares get_session a second trip through the thread pool to close it. A commit: in
     # autocommit there is nothing to send, and under the tests' session a rollback would undo what they made.
     session.commit()
