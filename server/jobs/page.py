@@ -20,8 +20,11 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import orjson
+from psycopg.pq import TransactionStatus
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from server.deps import Caller
@@ -96,33 +99,59 @@ LEFT JOIN LATERAL (
 PAGE = text(re.sub(r"\s+", " ", _PAGE).strip())
 
 
+# psycopg's form of the statement (%(name)s parameters), sent as it is: prepared by psycopg on each pooled
+# connection after a few executions.
+SQL = str(PAGE.compile(dialect=psycopg_dialect()))
+
+
 def fetch(session: Session, token_hash: str, reference: str):
-    """The one statement's row (None for an unknown token: no row at all). The only database access here."""
-    return _reading(session).execute(PAGE, {"token_hash": token_hash, "reference": reference}).first()
+    """The one statement's row as a tuple (caller, job, timeline, reports, photos); None for an unknown token
+    (no row at all). The only database access of the page.
 
-
-def _reading(session: Session):
-    """The session's connection for one read.
-
-    A session of our own engine not yet in a transaction reads in autocommit: one statement needs no
-    transaction, and psycopg would otherwise spend a round trip on BEGIN and another on COMMIT (a ROLLBACK
-    would also drop psycopg's prepared statements and their counts, so this statement would never be
-    prepared). The connection goes back to the pool in its usual isolation level. A session that joined a
-    transaction already open on its connection (the tests') reads inside it.
+    A session of our own engine that has not begun reads on a connection of its engine's pool, in autocommit:
+    one statement needs no transaction, and psycopg would otherwise spend a round trip on BEGIN and another on
+    COMMIT (a ROLLBACK would also drop psycopg's prepared statements and their counts, so this statement would
+    never be prepared). A session that joined a transaction already open on its connection (the tests') reads
+    inside it.
     """
-    if isinstance(session.get_bind(), Engine) and not session.in_transaction():
-        return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return session.connection()
+    params = {"token_hash": token_hash, "reference": reference}
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or session.in_transaction():
+        return _execute(session.connection(), params)
+    with bind.connect() as conn:  # closing it hands the connection back to the pool
+        return _execute(conn, params, autocommit=True)
+
+
+def _execute(conn: Connection, params: dict, *, autocommit: bool = False):
+    """The statement on the connection's driver connection, without SQLAlchemy's result machinery (which cost
+    more than the rest of the request's database work), its errors raised as SQLAlchemy's would be (DataError,
+    OperationalError… for server.errors), a lost connection invalidated as SQLAlchemy does. With `autocommit`,
+    the connection is left as it was found (a broken one is not: it is invalidated)."""
+    driver = conn.connection.driver_connection
+    try:
+        if autocommit:
+            driver.autocommit = True
+        try:
+            return driver.execute(SQL, params, prepare=True).fetchone()
+        finally:
+            if autocommit and driver.info.transaction_status == TransactionStatus.IDLE:
+                driver.autocommit = False
+    except conn.dialect.loaded_dbapi.Error as exc:
+        gone = conn.dialect.is_disconnect(exc, driver, None)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(SQL, params, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  connection_invalidated=gone, dialect=conn.dialect) from exc
 
 
 def job_page_json(session: Session, caller: Caller, reference: str) -> bytes:
     """The caller's page of this job as JSON bytes: 401 / 403 as current_principal would answer, 404 when there
     is no such job or it is not theirs to see."""
     row = fetch(session, caller.digest, reference)
-    caller.resolve(row.caller if row is not None else None)
-    if row.job is None:
+    caller.resolve(row[0] if row is not None else None)
+    if row[1] is None:
         raise NotFound(f"no job {reference!r}", fields=["reference"], code="job-not-found")
-    job = SimpleNamespace(**row.job)
+    job = SimpleNamespace(**row[1])
     for k in _TIMES:  # PostgreSQL's JSON writes a time to the microsecond, the offset as in the session
         if (v := getattr(job, k)) is not None:
             setattr(job, k, datetime.fromisoformat(v))
@@ -135,7 +164,7 @@ def job_page_json(session: Session, caller: Caller, reference: str) -> bytes:
     page["description"] = job.description
     if job.asset_id:
         page["asset"].update(lat=round(job.asset_lat, 6), lon=round(job.asset_lon, 6))
-    page["timeline"] = orjson.Fragment(row.timeline)
-    page["reports"] = orjson.Fragment(row.reports)
-    page["photos"] = orjson.Fragment(row.photos)
+    page["timeline"] = orjson.Fragment(row[2])
+    page["reports"] = orjson.Fragment(row[3])
+    page["photos"] = orjson.Fragment(row[4])
     return orjson.dumps(page)

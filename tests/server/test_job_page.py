@@ -3,7 +3,9 @@ key for key and in the same order, for every role; refusals answer as before."""
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -139,21 +141,34 @@ def test_datetimes_are_written_as_isoformat_writes_them(client, db, story):
     assert got["timeline"][0]["at"] == "2026-07-01T07:00:00-02:30"
 
 
-def test_one_statement_answers_the_page(client, db, story, engine):
+@contextmanager
+def wire(driver):
+    """What a psycopg connection sent and received meanwhile (libpq's protocol trace), one message a line."""
+    from psycopg import pq
+
+    with tempfile.TemporaryFile("w+") as f:
+        driver.pgconn.trace(f.fileno())
+        driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        lines: list[str] = []
+        try:
+            yield lines
+        finally:
+            driver.pgconn.untrace()
+            f.seek(0)
+            lines.extend(f.read().splitlines())
+
+
+def statements(lines: list[str]) -> list[str]:
+    """The statements the server completed ("SELECT 1", "SAVEPOINT"…)."""
+    return [line.split("\t")[-1].strip().strip('"') for line in lines if "\tCommandComplete\t" in line]
+
+
+def test_one_statement_answers_the_page(client, db, story):
     job, people = story
-    seen: list[str] = []
-
-    def note(conn, cursor, statement, *args):
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with wire(db.connection().connection.driver_connection) as lines:
         r = client.get(f"/api/v1/jobs/{job.reference}", headers=auth(people["advisor"]))
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
     assert r.status_code == 200
-    assert len(seen) == 1, seen
+    assert [s for s in statements(lines) if s not in ("SAVEPOINT", "RELEASE")] == ["SELECT 1"], lines
 
 
 @pytest.mark.parametrize("person", ["other_contractor", "crew", "stranger"])
@@ -218,8 +233,8 @@ def test_floats_and_datetimes_in_the_arrays_are_written_as_python_writes_them(db
 
 @pytest.mark.commits
 def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prepared_db):
-    """Without the tests' session: the read takes a pooled connection in autocommit (no BEGIN, no COMMIT) and
-    the connection goes back to the pool as it was."""
+    """Without the tests' session: the read takes a connection of the engine's pool in autocommit (one round
+    trip: no BEGIN, no COMMIT), and the connection goes back to the pool as it was."""
     from fastapi.testclient import TestClient
 
     from server.db import get_engine, new_session
@@ -229,11 +244,11 @@ def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prep
     made = [commit_token("advisor"), commit_token("field_worker")]
     (_, advisor), (_, reporter) = made
     light = free_street_light()
-    seen = []
+    traced: list = []
+    tracing = ExitStack()
 
-    def note(conn, cursor, statement, *args):
-        dbapi = conn.connection.dbapi_connection
-        seen.append((statement, dbapi, dbapi.autocommit, dbapi.info.transaction_status.name))
+    def checkout(driver, record, proxy):
+        traced.append((driver, tracing.enter_context(wire(driver))))
 
     try:
         with TestClient(create_app()) as client:
@@ -243,30 +258,87 @@ def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prep
                 "answers": {"fault": "out"}, "description": "Lamp out"})
             assert r.status_code == 201, r.text
             ref = r.json()["job"]["reference"]
-            event.listen(get_engine(), "after_cursor_execute", note)
+            pages = []
+            event.listen(get_engine(), "checkout", checkout)
             try:
-                page = client.get(f"/api/v1/jobs/{ref}", headers=auth(advisor))
+                for _ in range(7):  # psycopg prepares a statement on its 6th execution on a connection
+                    pages.append(client.get(f"/api/v1/jobs/{ref}", headers=auth(advisor)))
             finally:
-                event.remove(get_engine(), "after_cursor_execute", note)
-        assert page.status_code == 200, page.text
-        assert len(seen) == 1
-        _, dbapi, autocommit, status = seen[0]
-        assert autocommit is True and status == "IDLE"  # no transaction was opened for the read
-        assert dbapi.autocommit is False  # back in the pool as it was
+                event.remove(get_engine(), "checkout", checkout)
+                tracing.close()
+            used: list = []
+
+            def note(driver, record, proxy):
+                used.append(driver)
+
+            event.listen(get_engine(), "checkout", note)
+            try:  # a value the database refuses: a 422, and the connection goes back as it was
+                bad = client.get("/api/v1/jobs/J-1%00", headers=auth(advisor))
+            finally:
+                event.remove(get_engine(), "checkout", note)
+        assert bad.status_code == 422 and bad.json()["type"].endswith("/invalid-value")
+        assert len(used) == 1 and used[0].autocommit is False and used[0].info.transaction_status.name == "IDLE"
+        assert [p.status_code for p in pages] == [200] * 7
+        assert len(traced) == 7  # one connection each
+        for driver, lines in traced:
+            assert statements(lines) == ["SELECT 1"], lines
+            assert sum("\tSync" in line for line in lines) <= 2, lines  # a second only when psycopg prepares
+            assert [line for line in lines if "\tReadyForQuery\t" in line][-1].endswith("I")  # no transaction
+            assert driver.autocommit is False  # back in the pool as it was
         with new_session() as s:
             want = json.loads(json.dumps(job_page(s, s.scalar(select(Job).where(Job.reference == ref)),
                                                   include_reporters=True)))
-        got = page.json()
+        got = pages[-1].json()
         got["sla"]["remaining_seconds"] = want["sla"]["remaining_seconds"]  # read a moment apart
         same_shape(got, want)
     finally:
         revoke_tokens([i for i, _ in made])
 
 
-def test_the_statement_is_short_enough_for_psycopgs_statement_cache(engine):
+def test_the_statement_is_short_enough_for_psycopgs_statement_cache():
     """psycopg parses a statement again on every execution when it is longer than this (it was, at 7,500)."""
     from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 
-    from server.jobs.page import PAGE
+    from server.jobs.page import SQL
 
-    assert len(str(PAGE.compile(dialect=engine.dialect))) <= MAX_CACHED_STATEMENT_LENGTH
+    assert len(SQL) <= MAX_CACHED_STATEMENT_LENGTH
+
+
+def test_database_errors_are_raised_as_sqlalchemys_and_a_lost_connection_is_invalidated(engine):
+    """What server.errors answers from: a refused value is a DataError (422), a lost connection an
+    OperationalError with the connection invalidated (503), as when SQLAlchemy runs the statement."""
+    from sqlalchemy.exc import DataError, OperationalError
+
+    from server.jobs.page import _execute
+
+    with engine.connect() as conn:
+        with pytest.raises(DataError):
+            _execute(conn, {"token_hash": "x", "reference": "J-1\x00"})
+        assert not conn.invalidated
+        assert _execute(conn, {"token_hash": "x", "reference": "J-1"}) is None  # no such token: no row
+        pid = conn.connection.driver_connection.info.backend_pid
+        with engine.connect() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar_one() is True
+        with pytest.raises(OperationalError) as lost:
+            _execute(conn, {"token_hash": "x", "reference": "J-1"})
+        assert lost.value.connection_invalidated and conn.invalidated
+
+
+def test_a_connection_lost_in_the_pool_is_a_503_and_the_pool_recovers(engine):
+    """The read on a pooled connection whose server went away: invalidated (not handed out again), and the
+    connection is left in autocommit only if it is gone."""
+    from sqlalchemy.exc import OperationalError
+
+    from server.jobs.page import _execute
+
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        pid = driver.info.backend_pid
+        with engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(OperationalError) as lost:
+            _execute(conn, {"token_hash": "x", "reference": "J-1"}, autocommit=True)
+        assert lost.value.connection_invalidated and conn.invalidated
+    with engine.connect() as conn:
+        assert _execute(conn, {"token_hash": "x", "reference": "J-1"}, autocommit=True) is None
+        assert conn.connection.driver_connection.autocommit is False
