@@ -13,7 +13,9 @@ SEE_ALL = ("advisor", "supervisor", "admin")
 
 
 def visible(p: Principal):
-    """SQL condition on Job for what this principal may see."""
+    """SQL condition on Job for what this principal may see (jobs.page says the same in its own SQL, for the
+    token it looks up: change both; tests/security/test_access_matrix.py and tests/server/test_job_page.py
+    check the job page role by role)."""
     if p.role in SEE_ALL:
         return true()
     if p.role == "contractor":

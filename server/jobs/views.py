@@ -18,7 +18,9 @@ from server.reports.models import Photo, Report
 from server.reports.photos import photo_view
 
 
-def _sla(job: Job, now: datetime) -> dict:
+def sla_view(job, now: datetime) -> dict:
+    """The page's SLA block; `job` is a Job or any row with its due_at, sla_policy, paused_seconds,
+    on_hold_since, sla_started_at and status."""
     s = get_settings()
     out = {"due_at": iso(job.due_at), "policy": job.sla_policy, "paused_seconds": job.paused_seconds,
            "on_hold_since": iso(job.on_hold_since), "started_at": iso(job.sla_started_at)}
@@ -47,7 +49,13 @@ def summary_select():
 
 def summary_row(row) -> dict:
     """A list row from one result of summary_select()."""
-    job: Job = row.Job
+    return summary_fields(row.Job, row)
+
+
+def summary_fields(job, row) -> dict:
+    """A list row from the job's columns (`job`: a Job, or a row with the same names) and the joined names of
+    summary_select() (`row`: lon, lat, asset_ref, asset_name, layer, ward, crew, crew_title, contractor,
+    contractor_title)."""
     if row.contractor:
         assignee = {"kind": "contractor", "name": row.contractor, "title": row.contractor_title,
                     "reference": job.contractor_ref}
@@ -73,10 +81,14 @@ def job_summary(session: Session, job: Job) -> dict:
 
 
 def job_page(session: Session, job: Job, *, include_reporters: bool) -> dict:
-    """The full job: summary, SLA, timeline (newest first), reports and photos."""
+    """The full job: summary, SLA, timeline (newest first), reports and photos.
+
+    Through the ORM, statement by statement: GET /api/v1/jobs/{reference} answers the same page from one
+    statement (jobs.page), and tests/server/test_job_page.py holds the two equal.
+    """
     now = datetime.now(timezone.utc)
     out = job_summary(session, job)
-    out["sla"] = _sla(job, now)
+    out["sla"] = sla_view(job, now)
     out["description"] = job.description
     if job.asset_id:
         lon, lat = session.execute(select(*lonlat_of(Asset.geom)).where(Asset.id == job.asset_id)).one()
