@@ -144,7 +144,8 @@ def strip_jpeg(raw: bytes) -> bytes | None:
     n = len(raw)
     if raw[:2] != b"\xff\xd8":
         return None
-    out = [raw[:2]]
+    view = memoryview(raw)  # slices of it are not copies: the only copy is the join at the end
+    out: list[bytes | memoryview] = [b"\xff\xd8"]
     i = 2
     while True:
         if i >= n or raw[i] != 0xFF:
@@ -171,18 +172,18 @@ def strip_jpeg(raw: bytes) -> bytes | None:
                 out.append(b"\xff\xe0\x00\x10" + raw[i + 2:i + 14] + b"\x00\x00")  # no embedded thumbnail
             elif (marker == _APP2 and raw.startswith(b"ICC_PROFILE\x00", i + 2, end)) or \
                     (marker == _APP14 and raw.startswith(b"Adobe", i + 2, end)):
-                out.append(raw[i - 2:end])
+                out.append(view[i - 2:end])
             i = end
             continue
         if marker not in _CODING:
             return None  # a reserved or unknown marker: re-encode rather than copy what it may hold
-        out.append(raw[i - 2:end])
+        out.append(view[i - 2:end])
         i = end
         if marker == _SOS:
             found = _SCAN_END.search(raw, i)
             if found is None:
                 return None  # no marker after the scan: truncated
-            out.append(raw[i:found.start()])
+            out.append(view[i:found.start()])
             i = found.start()
 
 
