@@ -122,12 +122,13 @@ def _reencode(probe: Image.Image, fmt: str) -> CleanImage:
     return CleanImage(out.getvalue(), thumb.getvalue(), ALLOWED[save_fmt], img.width, img.height)
 
 
-# JPEG markers (ITU-T T.81 B.1.1.3): segments between SOI and EOI each carry a two-byte length, except the
-# standalone ones; a scan's entropy-coded data runs to the next marker that is not a byte stuffing (FF00), a
-# restart (FFD0-FFD7) or a fill byte (FFFF).
-_SOI, _EOI, _SOS, _APP0, _APP2, _APP14, _COM = 0xD8, 0xD9, 0xDA, 0xE0, 0xE2, 0xEE, 0xFE
-_STANDALONE = {0x01, *range(0xD0, 0xD8)}
-_CODING = {*range(0xC0, 0xD0), *range(0xDA, 0xE0)}  # SOFn, DHT, DAC; SOS, DQT, DNL, DRI, DHP, EXP
+# JPEG markers (ITU-T T.81 B.1.1.3): between SOI and EOI, segments that each carry a two-byte length; a scan's
+# entropy-coded data runs to the next marker that is not a byte stuffing (FF00), a restart (FFD0-FFD7) or a fill
+# byte (FFFF).
+_EOI, _SOS, _APP0, _APP2, _APP14, _COM = 0xD9, 0xDA, 0xE0, 0xE2, 0xEE, 0xFE
+# Huffman-coded baseline, extended and progressive frames (what every viewer shows) and their tables, restart
+# interval and scans. Arithmetic coding, lossless and hierarchical JPEGs are re-encoded instead.
+_CODING = {0xC0, 0xC1, 0xC2, 0xC4, 0xDB, 0xDD, 0xDA}  # SOF0-2, DHT, DQT, DRI, SOS
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
@@ -138,8 +139,9 @@ def strip_jpeg(raw: bytes) -> bytes | None:
     header (APP0, without its embedded thumbnail) and the colour information a viewer needs: the ICC profile
     (APP2 ICC_PROFILE) and Adobe's colour transform (APP14). Left out: EXIF (with GPS and its own thumbnail) and
     XMP (APP1), every other APPn (MPF, IPTC/Photoshop, maker data, JFXX thumbnails), comments (COM), and
-    whatever follows the EOI (e.g. the extra images of a multi-picture or gain-map file). A reserved marker
-    (which the decoder would refuse or skip) answers None too.
+    whatever follows the EOI (e.g. the extra images of a multi-picture or gain-map file). Anything but a
+    Huffman-coded baseline or progressive JPEG (arithmetic coding, lossless, hierarchical, a reserved marker)
+    answers None too, so that it is re-encoded into something every viewer shows.
     """
     n = len(raw)
     if raw[:2] != b"\xff\xd8":
@@ -159,10 +161,7 @@ def strip_jpeg(raw: bytes) -> bytes | None:
         if marker == _EOI:
             out.append(b"\xff\xd9")
             return b"".join(out)
-        if marker in _STANDALONE:
-            out.append(bytes((0xFF, marker)))
-            continue
-        if marker in (0x00, _SOI) or i + 2 > n:
+        if i + 2 > n:
             return None
         end = i + int.from_bytes(raw[i:i + 2], "big")
         if end < i + 2 or end > n:
@@ -176,7 +175,7 @@ def strip_jpeg(raw: bytes) -> bytes | None:
             i = end
             continue
         if marker not in _CODING:
-            return None  # a reserved or unknown marker: re-encode rather than copy what it may hold
+            return None  # another kind of JPEG, or a marker that has no business here: re-encode
         out.append(view[i - 2:end])
         i = end
         if marker == _SOS:

@@ -192,6 +192,12 @@ def test_strip_refuses_what_is_not_a_jpeg_stream():
     assert strip_jpeg(b"\x89PNG\r\n\x1a\n") is None
     assert strip_jpeg(b"\xff\xd8\xff") is None
     assert strip_jpeg(b"\xff\xd8\x00\x00") is None
+    raw = jpeg(picture())
+    assert strip_jpeg(raw) == raw  # Pillow writes nothing to leave out
+    sof = raw.index(b"\xff\xc0")
+    for other in (b"\xff\xc3", b"\xff\xc9", b"\xff\xca"):  # lossless, arithmetic: not every viewer shows them
+        assert strip_jpeg(raw[:sof] + other + raw[sof + 2:]) is None
+    assert strip_jpeg(raw[:sof] + b"\xff\xd0" + raw[sof:]) is None  # a restart marker outside a scan
 
 
 @pytest.fixture
