@@ -47,10 +47,11 @@ def _bad(detail: str, code: str = "invalid-photo") -> DomainError:
 def clean(raw: bytes) -> CleanImage:
     """Verify by decoding (refusing non-images, truncation and bombs) and strip EXIF/GPS/XMP/comments.
 
-    An upright RGB or greyscale JPEG keeps its compressed pixels: only its metadata segments are left out
-    (`strip_jpeg`), and the stripped copy is decoded at a reduced size (`draft`: every coefficient is still read,
-    so a truncated or broken file is refused) to make the thumbnail. Anything else (PNG, CMYK, an EXIF
-    orientation to apply, a JPEG whose segments do not parse) is decoded fully and re-encoded.
+    An upright RGB or greyscale JPEG (Huffman-coded, baseline or progressive) keeps its compressed pixels: only
+    its metadata segments are left out (`strip_jpeg`), and the stripped copy is decoded at a reduced size
+    (`draft`: every coefficient is still read, so a truncated or broken file is refused) to make the thumbnail.
+    Anything else (PNG, CMYK, an EXIF orientation to apply, a JPEG whose segments do not parse) is decoded fully
+    and re-encoded.
     """
     limit = get_settings().max_photo_bytes
     if len(raw) > limit:
