@@ -5,16 +5,28 @@ Timed from the sync loop's start to the last item marked sent; then checked exac
 client_id is one report, each photo's client_id one photo row, and the device holds the server's reference.
 The photos are queued as taken (not through `photos.prepare`, which would re-encode anything over 1.5 MB), so
 the bytes on the wire are the 1–2 MB asked for.
+
+bench/suite.py calls `measure()`. On its own, before/after in one run (the API started from each checkout in
+turn, rounds alternating which goes first; the client is this checkout's), on the shared bench database:
+
+    git archive BASE | tar -x -C /tmp/kerbside-base
+    .venv/bin/python -m bench.fieldsync --code /tmp/kerbside-base --code . --rounds 3
 """
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import psycopg
+import typer
+
+cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 SIDES = (1080, 1140, 1200, 1260, 1320, 1380, 1440, 1480)  # 1.05–1.95 MB at quality 90
 
@@ -93,3 +105,51 @@ def measure(base_url: str, token: str, coords: Path, db_url: str, n: int = 200, 
                 "server_photo_mb": (phs[2] or 0) / 1e6}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children's processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+@cli.command()
+def run(
+    code: Annotated[list[Path], typer.Option(help="checkout whose API is measured (repeat to alternate several)")]
+    = None,
+    rounds: Annotated[int, typer.Option(min=1)] = 1,
+    workers: Annotated[int, typer.Option(help="uvicorn workers, as in the suite")] = 2,
+    shared: Annotated[Path, typer.Option(help="the shared bench folder: tokens.json and points.txt")]
+    = Path(".data/bench/shared"),
+) -> None:
+    """Field sync against the API of each checkout in turn; prints one JSON line per run."""
+    from bench import intake as ib
+
+    tokens = json.loads((shared / "tokens.json").read_text())
+    dsn = tokens["url"].replace("postgresql+psycopg://", "postgresql://")
+    codes = [c.resolve() for c in (code or [ib.ROOT])]
+    for rnd in range(rounds):
+        for checkout in (codes if rnd % 2 == 0 else codes[::-1]):
+            photos = Path(tempfile.mkdtemp(prefix="kerbside-fieldsync-photos-"))
+            env = {**ib._cli_env(tokens["url"]), "KERBSIDE_PHOTO_ROOT": str(photos)}
+            here = ib.ROOT
+            ib.ROOT = checkout  # ib.server starts uvicorn in ib.ROOT: this checkout's server code
+            try:
+                with ib.server(ib.INTAKE_APP, workers, env, ib.WORK / "fieldsync-server.log") as (base, pid):
+                    before = _cpu_seconds(pid)
+                    figures = measure(base, tokens["field_worker"], shared / "points.txt", dsn)
+                    figures["api_cpu_seconds"] = round(_cpu_seconds(pid) - before, 2)  # sign-in and sync
+            finally:
+                ib.ROOT = here
+                shutil.rmtree(photos, ignore_errors=True)
+            print(json.dumps({"code": str(checkout), "round": rnd + 1, "load": round(os.getloadavg()[0], 1),
+                              **{k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    cli()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from server.reports.models import Photo, Report
 ALLOWED = {"JPEG": "image/jpeg", "PNG": "image/png"}
 MAX_PIXELS = 40_000_000  # 40 MP: bigger than any phone camera, far below a decompression bomb
 THUMB = (320, 320)
+ORIENTATION = 0x0112  # EXIF tag
 
 
 @dataclass(frozen=True)
 class CleanImage:
-    """A decoded, re-encoded image with no metadata, and its thumbnail."""
+    """An image with no metadata (its pixels as they were, or re-encoded upright), and its thumbnail."""
 
     data: bytes
     thumb: bytes
@@ -43,7 +45,14 @@ def _bad(detail: str, code: str = "invalid-photo") -> DomainError:
 
 
 def clean(raw: bytes) -> CleanImage:
-    """Decode fully (refusing non-images, truncation and bombs) and re-encode without EXIF/GPS tags."""
+    """Verify by decoding (refusing non-images, truncation and bombs) and strip EXIF/GPS/XMP/comments.
+
+    An upright RGB or greyscale JPEG (Huffman-coded, baseline or progressive) keeps its compressed pixels: only
+    its metadata segments are left out (`strip_jpeg`), and the stripped copy is decoded at a reduced size
+    (`draft`: every coefficient is still read, so a truncated or broken file is refused) to make the thumbnail.
+    Anything else (PNG, CMYK, an EXIF orientation to apply, a JPEG whose segments do not parse) is decoded fully
+    and re-encoded.
+    """
     limit = get_settings().max_photo_bytes
     if len(raw) > limit:
         raise PayloadTooLarge(f"the photo is {len(raw)} bytes; the limit is {limit}", fields=["file"])
@@ -58,23 +67,124 @@ def clean(raw: bytes) -> CleanImage:
                     raise _bad(f"only JPEG and PNG are accepted, not {fmt}", "unsupported-photo-type")
                 if probe.width * probe.height > MAX_PIXELS:
                     raise _bad(f"{probe.width}x{probe.height} is too many pixels", "photo-too-large")
-                probe.load()  # full decode: a truncated file fails here
-                img = ImageOps.exif_transpose(probe)
-                img = img.convert("RGBA" if fmt == "PNG" and img.mode in ("RGBA", "LA", "P") else "RGB")
+                if fmt == "JPEG" and probe.mode in ("RGB", "L") and not _needs_rotation(probe):
+                    stripped = strip_jpeg(raw)
+                    done = _clean_stripped(stripped, probe.size) if stripped is not None else None
+                    if done is not None:
+                        return done
+                return _reencode(probe, fmt)
     except DomainError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _bad("the image declares too many pixels (decompression bomb)", "photo-too-large") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise _bad("the file is not a readable JPEG or PNG image (or it is truncated)") from None
+
+
+def _needs_rotation(img: Image.Image) -> bool:
+    # The orientation exif_transpose would apply (it also reads XMP's tiff:Orientation when EXIF has none).
+    return img.getexif().get(ORIENTATION, 1) in range(2, 9)
+
+
+def _icc_ok(profile: bytes) -> bool:
+    """An ICC profile whose header holds: its own length and the 'acsp' signature (ICC.1 7.2)."""
+    return len(profile) >= 128 and int.from_bytes(profile[:4], "big") == len(profile) and profile[36:40] == b"acsp"
+
+
+def _clean_stripped(data: bytes, size: tuple[int, int]) -> CleanImage | None:
+    with Image.open(io.BytesIO(data)) as img:
+        icc = img.info.get("icc_profile")
+        if img.format != "JPEG" or img.size != size or img.mode not in ("RGB", "L") or (icc and not _icc_ok(icc)):
+            return None  # not read the way the original was, or a damaged profile: re-encode the original instead
+        img.draft(None, THUMB)  # DCT scaling to 1/2, 1/4 or 1/8 of the size, no smaller than the thumbnail
+        img.load()  # still reads every coefficient: a truncated or broken file fails here
+        img.thumbnail(THUMB)
+        thumb = io.BytesIO()
+        img.save(thumb, "JPEG", quality=80, **({"icc_profile": icc} if icc else {}))
+    return CleanImage(data, thumb.getvalue(), ALLOWED["JPEG"], size[0], size[1])
+
+
+def _reencode(probe: Image.Image, fmt: str) -> CleanImage:
+    probe.load()  # full decode: a truncated file fails here
+    icc = probe.info.get("icc_profile")
+    icc = icc if icc and _icc_ok(icc) else None
+    img = ImageOps.exif_transpose(probe)
+    img = img.convert("RGBA" if fmt == "PNG" and img.mode in ("RGBA", "LA", "P") else "RGB")
+    # Pillow's savers fall back on what was read (a JPEG comment, a PNG's text "comment"…): forget all of it, so
+    # a fresh save writes pixels only (and the colour profile), and no EXIF, GPS, maker notes or comments survive.
+    img.info = {}
     out, thumb = io.BytesIO(), io.BytesIO()
     save_fmt = "PNG" if img.mode == "RGBA" else "JPEG"
-    # A fresh save writes pixels only: no EXIF, GPS or maker notes survive.
-    img.save(out, save_fmt, **({"quality": 88} if save_fmt == "JPEG" else {}))
+    extra = {"icc_profile": icc} if icc else {}
+    img.save(out, save_fmt, **({"quality": 88} if save_fmt == "JPEG" else {}), **extra)
     t = img.copy()
     t.thumbnail(THUMB)
-    t.save(thumb, save_fmt, **({"quality": 80} if save_fmt == "JPEG" else {}))
+    t.save(thumb, save_fmt, **({"quality": 80} if save_fmt == "JPEG" else {}), **extra)
     return CleanImage(out.getvalue(), thumb.getvalue(), ALLOWED[save_fmt], img.width, img.height)
+
+
+# JPEG markers (ITU-T T.81 B.1.1.3): between SOI and EOI, segments that each carry a two-byte length; a scan's
+# entropy-coded data runs to the next marker that is not a byte stuffing (FF00), a restart (FFD0-FFD7) or a fill
+# byte (FFFF).
+_EOI, _SOS, _APP0, _APP2, _APP14, _COM = 0xD9, 0xDA, 0xE0, 0xE2, 0xEE, 0xFE
+# Huffman-coded baseline, extended and progressive frames (what every viewer shows) and their tables, restart
+# interval and scans. Arithmetic coding, lossless and hierarchical JPEGs are re-encoded instead.
+_CODING = {0xC0, 0xC1, 0xC2, 0xC4, 0xDB, 0xDD, 0xDA}  # SOF0-2, DHT, DQT, DRI, SOS
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def strip_jpeg(raw: bytes) -> bytes | None:
+    """The JPEG with its metadata segments left out and nothing after its end of image; None if it does not parse.
+
+    Kept: the coding segments (quantisation and Huffman tables, frame, scans, restart interval…), the JFIF
+    header (APP0, without its embedded thumbnail) and the colour information a viewer needs: the ICC profile
+    (APP2 ICC_PROFILE) and Adobe's colour transform (APP14). Left out: EXIF (with GPS and its own thumbnail) and
+    XMP (APP1), every other APPn (MPF, IPTC/Photoshop, maker data, JFXX thumbnails), comments (COM), and
+    whatever follows the EOI (e.g. the extra images of a multi-picture or gain-map file). Anything but a
+    Huffman-coded baseline or progressive JPEG (arithmetic coding, lossless, hierarchical, a reserved marker)
+    answers None too, so that it is re-encoded into something every viewer shows.
+    """
+    n = len(raw)
+    if raw[:2] != b"\xff\xd8":
+        return None
+    view = memoryview(raw)  # slices of it are not copies: the only copy is the join at the end
+    out: list[bytes | memoryview] = [b"\xff\xd8"]
+    i = 2
+    while True:
+        if i >= n or raw[i] != 0xFF:
+            return None
+        while i < n and raw[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= n:
+            return None
+        marker = raw[i]
+        i += 1
+        if marker == _EOI:
+            out.append(b"\xff\xd9")
+            return b"".join(out)
+        if i + 2 > n:
+            return None
+        end = i + int.from_bytes(raw[i:i + 2], "big")
+        if end < i + 2 or end > n:
+            return None
+        if _APP0 <= marker <= 0xEF or marker == _COM:
+            if marker == _APP0 and raw.startswith(b"JFIF\x00", i + 2, end) and end - i >= 16:
+                out.append(b"\xff\xe0\x00\x10" + raw[i + 2:i + 14] + b"\x00\x00")  # no embedded thumbnail
+            elif (marker == _APP2 and raw.startswith(b"ICC_PROFILE\x00", i + 2, end)) or \
+                    (marker == _APP14 and raw.startswith(b"Adobe", i + 2, end)):
+                out.append(view[i - 2:end])
+            i = end
+            continue
+        if marker not in _CODING:
+            return None  # another kind of JPEG, or a marker that has no business here: re-encode
+        out.append(view[i - 2:end])
+        i = end
+        if marker == _SOS:
+            found = _SCAN_END.search(raw, i)
+            if found is None:
+                return None  # no marker after the scan: truncated
+            out.append(view[i:found.start()])
+            i = found.start()
 
 
 def _write(path: Path, data: bytes) -> None:

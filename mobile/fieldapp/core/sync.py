@@ -221,4 +221,6 @@ class SyncLoop:
         nxt = self.sync.outbox.next_due_at()
         if nxt is None:
             return self.idle_seconds
-        return max(0.05, min(self.idle_seconds, nxt - time.time()))
+        # The pass moved something: the next chunk of a backlog goes at once (a pause here would leave the
+        # network idle between chunks); a retry waits for its backoff.
+        return max(0.0, min(self.idle_seconds, nxt - time.time()))
