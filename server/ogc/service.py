@@ -31,12 +31,13 @@ JOB_ROLES = (*SEE_ALL, "contractor", "crew")
 CACHE_SECONDS = 300.0
 _cache: dict[str, tuple[float, object]] = {}
 
+# The layers' extents are kept on asset_layers by whoever writes their assets (migration 0012): no scan here.
 _LAYERS = text("""
     SELECT l.id, l.name, l.title, l.attribution, l.synthetic, ST_XMin(e.g) AS minx, ST_YMin(e.g) AS miny,
            ST_XMax(e.g) AS maxx, ST_YMax(e.g) AS maxy
-      FROM asset_layers l LEFT JOIN LATERAL (
-        SELECT ST_Transform(ST_Segmentize(ST_SetSRID(ST_Extent(a.geom)::geometry, :srid), 500), 4326) AS g
-          FROM assets a WHERE a.layer_id = l.id) e ON true
+      FROM asset_layers l CROSS JOIN LATERAL (
+        SELECT ST_Transform(ST_Segmentize(ST_MakeEnvelope(l.extent_xmin, l.extent_ymin, l.extent_xmax,
+                                                          l.extent_ymax, :srid), 500), 4326) AS g) e
      ORDER BY l.name""")
 _AREAS = text("""
     SELECT ST_XMin(g) AS minx, ST_YMin(g) AS miny, ST_XMax(g) AS maxx, ST_YMax(g) AS maxy FROM (
@@ -53,7 +54,7 @@ class Layer:
 
 
 def _cached(key: str, compute: Callable[[], object]) -> object:
-    # Extents change only on import; five minutes of staleness costs nothing and saves a scan per request.
+    # Layers and extents change only on import; five minutes of staleness saves a query per request.
     hit = _cache.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
