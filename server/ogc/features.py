@@ -18,13 +18,10 @@ written out here rather than taken from server.jobs.views.summary_select, whose 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import select, union
-from sqlalchemy.orm import Session
-
-from server.dispatch.models import Contractor, Crew
 from server.jobs import rules
 from server.ogc.params import WGS84
 
@@ -98,19 +95,31 @@ def geojson(sql: str, srid: int) -> str:
     return f"ST_AsGeoJSON(ST_ForcePolygonCCW(ST_Transform({sql}, {int(srid)})), {6 if srid == WGS84 else 2}, 0)"
 
 
-def job_words(session: Session) -> dict:
-    """Parameter `words` of jobs(): {status: {assignee title, or "" for none: words}, "": {status: Open311 status}}."""
-    titles = session.scalars(union(select(Crew.title), select(Contractor.title))).all()
-    words: dict[str, dict[str, str]] = {
-        s: {"": rules.describe_status(s), **{t: rules.describe_status(s, t) for t in titles if t}}
-        for s in rules.STATUSES}
-    words[""] = {s: rules.open311_status(s) for s in rules.STATUSES}
-    return words
+# The assignee titles job_words() needs, as one column beside other values (service._prepare).
+TITLES = "(SELECT array_agg(title ORDER BY title) FROM (SELECT title FROM crews UNION SELECT title FROM contractors) t)"
+
+
+@lru_cache(maxsize=16)
+def job_words(titles: tuple[str, ...]) -> str:
+    """Parameter `words` of jobs() (JSON text): {status: {assignee title, or "" for none: words}}, for every
+    status and each title (TITLES: crews' and contractors', read with each request, so a new title is there)."""
+    return json.dumps({s: {"": rules.describe_status(s), **{t: rules.describe_status(s, t) for t in titles if t}}
+                       for s in rules.STATUSES})
+
+
+def _open311_status() -> str:
+    """The Open311 status of an open job as JSON text: one value for every open status (as now), else a CASE."""
+    said = {s: json.dumps(rules.open311_status(s)) for s in rules.OPEN_STATUSES}
+    assert not any("'" in k + v for k, v in said.items())  # written into the statement as they are
+    if len(set(said.values())) == 1:
+        return f"'{next(iter(said.values()))}'"
+    return "CASE jobs.status " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in said.items()) + " ELSE 'null' END"
 
 
 @lru_cache(maxsize=8)
 def jobs(srid: int) -> FeatureSql:
-    """Open jobs: the jobs API's list row, asset and assignee flattened; parameter `words` (job_words())."""
+    """Open jobs (only: see _open311_status): the jobs API's list row, asset and assignee flattened; parameter
+    `words` (job_words())."""
     # Python's truthiness, as the list row has it: a name that is neither null nor empty.
     title = "CASE WHEN c.name <> '' THEN c.title WHEN cr.name <> '' THEN cr.title END"
     kind = "CASE WHEN c.name <> '' THEN 'contractor' WHEN cr.name <> '' THEN 'crew' END"
@@ -118,7 +127,7 @@ def jobs(srid: int) -> FeatureSql:
         ("reference", _text("jobs.reference")), ("category", _text("jobs.category_code")),
         ("status", _text("jobs.status")),
         ("status_in_words", _text(f"%(words)s::jsonb -> jobs.status ->> coalesce({title}, '')")),
-        ("open311_status", _text("%(words)s::jsonb -> '' ->> jobs.status")),
+        ("open311_status", _open311_status()),
         ("priority", _text("jobs.priority")), ("ward", _text("w.name")), ("street", _text("jobs.street")),
         ("contractor_ref", _text("jobs.contractor_ref")), ("due_at", _iso("jobs.due_at")),
         ("demand_count", _number("jobs.demand_count")), ("triage_reason", _text("jobs.triage_reason")),

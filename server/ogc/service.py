@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -160,27 +160,42 @@ def _sql(clause) -> str:
     return str(clause.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
 
 
+@lru_cache(maxsize=1024)
+def _visible(who: Principal) -> str:
+    """server.jobs.access.visible(who) as SQL text, made once per caller."""
+    return _sql(visible(who))
+
+
+@lru_cache(maxsize=1)
+def _open_jobs() -> str:
+    return _sql(Job.status.in_(rules.OPEN_STATUSES))
+
+
 def _source(session: Session, who: Principal | None, info: CollectionInfo,
             srid: int) -> tuple[features.FeatureSql, list[str], dict]:
-    """A collection's feature SQL, the conditions of its rows and the parameters of both."""
+    """A collection's feature SQL, the conditions of its rows and the parameters of both; also readies the
+    transaction for the statement that follows (_prepare)."""
     if info.id == JOBS:
-        return (features.jobs(srid), [_sql(visible(who)), _sql(Job.status.in_(rules.OPEN_STATUSES))],
-                {"words": Jsonb(features.job_words(session))})
+        titles = _prepare(session, features.TITLES)
+        return (features.jobs(srid), [_visible(who), _open_jobs()],
+                {"words": features.job_words(tuple(titles or ()))})
+    _prepare(session)
     if info.id == WARDS:
         return features.wards(srid), ["areas.kind = 'ward'"], {}
     return (features.assets(srid), ["assets.layer_id = %(layer_id)s"],
             {"layer_id": _layers(session)[info.id].id, "layer_name": info.id})
 
 
-def _plain_plans(session: Session) -> None:
+def _prepare(session: Session, also: str = "NULL"):
     """For this transaction: no JIT and no parallel workers, since a feature page's statement costs enough for
     the planner to JIT-compile it (~45 ms, more than it runs) and to start workers for its bbox scans (~20 ms
     each on a busy machine) for a thousand rows; and a plan made for this bbox every time. The driver prepares
     a statement run often, and PostgreSQL then settles on a generic plan, made without the bbox: one that
-    suits the small bboxes it has seen (a GiST index scan) took minutes over a county-wide bbox of 1M jobs."""
-    session.connection().exec_driver_sql(
+    suits the small bboxes it has seen (a GiST index scan) took minutes over a county-wide bbox of 1M jobs.
+    In the same round trip, the value of the SQL `also` (returned)."""
+    return session.connection().exec_driver_sql(
         "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true), "
-        "set_config('plan_cache_mode', 'force_custom_plan', true)")
+        f"set_config('plan_cache_mode', 'force_custom_plan', true), {also}").one()[3]
 
 
 @dataclass(frozen=True)
@@ -200,9 +215,7 @@ def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox
     One statement: the page's ids, their features as one JSON array text, and the count of every match only
     when the page cannot tell it (a full page, or an empty one after an offset): a short page from offset 0
     holds them all, and a short non-empty page ends the matches, so they number offset + returned."""
-    src, where, params = _source(session, who, info, srid)
-    params.update(limit=limit, offset=offset)
-    storage = int(get_settings().srid)
+    storage, env = int(get_settings().srid), None
     if bbox is not None:
         if bbox_srid == WGS84:
             box = _envelope(bbox, info.bbox)
@@ -211,6 +224,9 @@ def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox
             env = f"ST_Transform(ST_Segmentize(ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326), 0.01), {storage})"
         else:  # already in the storage CRS (the only other one offered): no projection to go wrong
             box, env = bbox, f"ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, {storage})"
+    src, where, params = _source(session, who, info, srid)
+    params.update(limit=limit, offset=offset)
+    if env is not None:
         params.update(zip(("x0", "y0", "x1", "y1"), map(float, box)))  # floats: float8 parameters
         where.append(f"ST_Intersects({src.table}.geom, {env})")
     if when is not None and info.id == JOBS:  # other collections have no time: datetime is ignored there
@@ -229,7 +245,6 @@ def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox
           FROM (SELECT {src.order} AS k, {src.feature} AS f
                   FROM (SELECT * {matches} ORDER BY {src.order} LIMIT %(limit)s OFFSET %(offset)s) {src.table}
                        {src.joins}) page"""
-    _plain_plans(session)
     n, text_, matched = session.connection().exec_driver_sql(statement, params).one()
     return Page(f"[{text_ or ''}]", n, offset + n if matched is None else matched)
 
