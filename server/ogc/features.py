@@ -126,7 +126,8 @@ def jobs(srid: int) -> FeatureSql:
     props = _object([
         ("reference", _text("jobs.reference")), ("category", _text("jobs.category_code")),
         ("status", _text("jobs.status")),
-        ("status_in_words", _text(f"%(words)s::jsonb -> jobs.status ->> coalesce({title}, '')")),
+        # A jsonb string's text is its JSON text already.
+        ("status_in_words", f"coalesce((%(words)s::jsonb -> jobs.status -> coalesce({title}, ''))::text, 'null')"),
         ("open311_status", _open311_status()),
         ("priority", _text("jobs.priority")), ("ward", _text("w.name")), ("street", _text("jobs.street")),
         ("contractor_ref", _text("jobs.contractor_ref")), ("due_at", _iso("jobs.due_at")),
