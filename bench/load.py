@@ -80,7 +80,8 @@ def grow_assets(conn: psycopg.Connection, target: int, srid: int, chunk: int = 1
         if rebuild:
             cur.execute("SET maintenance_work_mem = '512MB'")
             cur.execute(f"CREATE INDEX {GIST} ON assets USING gist (layer_id, geom)")
-            conn.commit()
+        cur.execute("SELECT kerbside_layer_extent(%s)", (layer,))  # the extent /ogc shows (migration 0012)
+        conn.commit()
     conn.autocommit = True
     try:
         conn.execute("VACUUM (ANALYZE) assets")

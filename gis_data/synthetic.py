@@ -173,6 +173,7 @@ def load_scale_layer(n: int, *, layer: str = "bench_lights", seed: int = 1,
                    CAST(:attrs AS jsonb), 'street_lighting', true FROM _scale
             ON CONFLICT (layer_id, external_ref) DO NOTHING"""),
                      {"l": layer_id, "attrs": json.dumps({"synthetic": True})})
+        conn.execute(text("SELECT kerbside_layer_extent(:l)"), {"l": layer_id})  # what /ogc shows as its extent
     with get_engine().connect() as conn:
         conn.execute(text("ANALYZE assets"))
     return time.perf_counter() - t0

@@ -325,6 +325,8 @@ def _load(conn: Connection, m: Manifest, e: Entry, srid: int, p: Prepared, summa
         conn.execute(text(f"ANALYZE {table}"))
     if e.kind != "area":
         enrich(conn, m, e, params["layer"], only_imported=True)
+        # The layer's extent as it now stands (every entry of the layer, not only this one's rows): /ogc reads it.
+        conn.execute(text("SELECT kerbside_layer_extent(:layer)"), {"layer": params["layer"]})
 
 
 def _key(table: str) -> str:

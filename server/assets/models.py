@@ -28,6 +28,12 @@ class AssetLayer(Base):
     snap_radius_m: Mapped[float] = mapped_column(Float, default=25.0)
     source_sha256: Mapped[str | None] = mapped_column(String(64))
     imported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The extent of the layer's assets in the storage CRS (null when it has none), kept by the database function
+    # kerbside_layer_extent(id) (migration 0012), which whoever writes a layer's assets calls; read by /ogc.
+    extent_xmin: Mapped[float | None] = mapped_column(Float)
+    extent_ymin: Mapped[float | None] = mapped_column(Float)
+    extent_xmax: Mapped[float | None] = mapped_column(Float)
+    extent_ymax: Mapped[float | None] = mapped_column(Float)
 
 
 class Asset(Base):

@@ -1,6 +1,8 @@
-"""OGC API Features Part 1 documents as plain data (pure: no database, no web framework)."""
+"""OGC API Features Part 1 documents as plain data, or JSON bytes around features the database wrote (pure: no
+database, no web framework)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
@@ -87,14 +89,15 @@ def collections(base: str, infos: list[CollectionInfo], crs: list[str], storage_
             "collections": [collection(base, c, crs, storage_crs) for c in infos]}
 
 
-def feature(fid: str, geometry: dict | None, properties: dict) -> dict:
-    """One GeoJSON feature."""
-    return {"type": "Feature", "id": fid, "geometry": geometry, "properties": properties}
+def dumps(doc: dict | list) -> bytes:
+    """JSON bytes as the API's JSONResponse writes them (UTF-8, compact, no NaN)."""
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def items_page(base: str, collection_id: str, features: list[dict], *, matched: int, limit: int, offset: int,
-               query: dict[str, str]) -> dict:
-    """A GeoJSON FeatureCollection page with numberMatched/numberReturned and self/next/prev links."""
+def items_page(base: str, collection_id: str, features: str, returned: int, *, matched: int, limit: int,
+               offset: int, query: dict[str, str]) -> bytes:
+    """A GeoJSON FeatureCollection page with numberMatched/numberReturned and self/next/prev links, around
+    `features`, the JSON array text of its `returned` features (made by the database: server/ogc/features.py)."""
     href = f"{base}/collections/{quote(collection_id)}/items"
 
     def page(at: int) -> str:
@@ -102,20 +105,21 @@ def items_page(base: str, collection_id: str, features: list[dict], *, matched: 
 
     links = [link(page(offset), "self", GEOJSON, "This page"),
              link(f"{base}/collections/{quote(collection_id)}", "collection", JSON, "The collection")]
-    if offset + len(features) < matched:
+    if offset + returned < matched:
         links.append(link(page(offset + limit), "next", GEOJSON, "Next page"))
     if offset > 0:
         links.append(link(page(max(0, offset - limit)), "prev", GEOJSON, "Previous page"))
-    return {"type": "FeatureCollection", "features": features, "links": links,
-            "timeStamp": _iso(datetime.now(timezone.utc).replace(microsecond=0)),
-            "numberMatched": matched, "numberReturned": len(features)}
+    rest = dumps({"links": links, "timeStamp": _iso(datetime.now(timezone.utc).replace(microsecond=0)),
+                  "numberMatched": matched, "numberReturned": returned})
+    return b'{"type":"FeatureCollection","features":' + features.encode("utf-8") + b"," + rest[1:]
 
 
-def one_feature(base: str, collection_id: str, f: dict) -> dict:
-    """A single feature with its self and collection links."""
+def one_feature(base: str, collection_id: str, feature_id: str, feature: str) -> bytes:
+    """A single feature (its JSON object text) with its self and collection links added."""
     href = f"{base}/collections/{quote(collection_id)}"
-    return {**f, "links": [link(f"{href}/items/{quote(str(f['id']), safe='')}", "self", GEOJSON, "This feature"),
-                           link(href, "collection", JSON, "The collection")]}
+    links = [link(f"{href}/items/{quote(feature_id, safe='')}", "self", GEOJSON, "This feature"),
+             link(href, "collection", JSON, "The collection")]
+    return feature.rstrip().removesuffix("}").encode("utf-8") + b',"links":' + dumps(links) + b"}"
 
 
 # OGC exception codes → the stable problem type codes the rest of the API uses (server/errors.py).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from server import __version__
@@ -58,10 +58,11 @@ def _crs_uris() -> list[str]:
     return [params.crs_uri(srid) for srid in service.offered_srids()]
 
 
-def _answer(request: Request, build: Callable[[dict[str, str]], dict], *, allowed: frozenset[str] = ONLY_F,
-            media_type: str = documents.JSON, headers: dict[str, str] | None = None) -> JSONResponse:
+def _answer(request: Request, build: Callable[[dict[str, str]], dict | bytes], *, allowed: frozenset[str] = ONLY_F,
+            media_type: str = documents.JSON, headers: dict[str, str] | None = None) -> Response:
     """Check the query parameters, build the document, and turn an OgcError into its JSON answer.
 
+    `build` gives a document, or its JSON bytes (feature pages: made mostly by the database) passed through.
     `headers` may be filled in by `build` (Content-Crs, once the CRS is known)."""
     try:
         query = dict(request.query_params)
@@ -70,6 +71,8 @@ def _answer(request: Request, build: Callable[[dict[str, str]], dict], *, allowe
         params.check_known(query, allowed)
         params.output_format(query.get("f"))
         doc = build(query)
+        if isinstance(doc, bytes):
+            return Response(doc, media_type=media_type, headers=headers)
         return JSONResponse(doc, media_type=media_type, headers=headers)
     except OgcError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -118,11 +121,11 @@ def collection(collection_id: str, request: Request, session: SessionDep) -> JSO
 
 
 @_get("/collections/{collection_id}/items", "Features: bbox, limit, offset, datetime")
-def items(collection_id: str, request: Request, session: SessionDep) -> JSONResponse:
+def items(collection_id: str, request: Request, session: SessionDep) -> Response:
     """A GeoJSON page of features with numberMatched, numberReturned and a next link."""
     headers: dict[str, str] = {}
 
-    def build(q: dict[str, str]) -> dict:
+    def build(q: dict[str, str]) -> bytes:
         who = _caller(request, session)
         info = service.collection_info(session, who, collection_id, temporal=False)
         offered = service.offered_srids()
@@ -130,25 +133,25 @@ def items(collection_id: str, request: Request, session: SessionDep) -> JSONResp
         limit, offset = params.limit(q.get("limit")), params.offset(q.get("offset"))
         bbox = params.bbox(q.get("bbox"), projected=bbox_srid != params.WGS84)
         when = params.interval(q.get("datetime"))
-        feats, matched = service.items(session, who, info, bbox=bbox, when=when, limit=limit, offset=offset,
-                                       srid=srid, bbox_srid=bbox_srid)
+        page = service.items(session, who, info, bbox=bbox, when=when, limit=limit, offset=offset, srid=srid,
+                             bbox_srid=bbox_srid)
         headers["Content-Crs"] = f"<{params.crs_uri(srid)}>"
         keep = {k: v for k, v in q.items() if k in ("f", "bbox", "datetime", "crs", "bbox-crs")}
-        return documents.items_page(_base(request), collection_id, feats, matched=matched, limit=limit,
-                                    offset=offset, query=keep)
+        return documents.items_page(_base(request), collection_id, page.features, page.returned,
+                                    matched=page.matched, limit=limit, offset=offset, query=keep)
     return _answer(request, build, allowed=params.ITEMS_PARAMS, media_type=documents.GEOJSON, headers=headers)
 
 
 @_get("/collections/{collection_id}/items/{feature_id:path}", "One feature")
-def item(collection_id: str, feature_id: str, request: Request, session: SessionDep) -> JSONResponse:
+def item(collection_id: str, feature_id: str, request: Request, session: SessionDep) -> Response:
     """One feature by id (asset reference, job reference or ward code)."""
     headers: dict[str, str] = {}
 
-    def build(q: dict[str, str]) -> dict:
+    def build(q: dict[str, str]) -> bytes:
         who = _caller(request, session)
         info = service.collection_info(session, who, collection_id, temporal=False)
         srid = params.crs("crs", q.get("crs"), service.offered_srids())
         found = service.one(session, who, info, feature_id, srid)
         headers["Content-Crs"] = f"<{params.crs_uri(srid)}>"
-        return documents.one_feature(_base(request), collection_id, found)
+        return documents.one_feature(_base(request), collection_id, feature_id, found)
     return _answer(request, build, allowed=params.FEATURE_PARAMS, media_type=documents.GEOJSON, headers=headers)

@@ -8,23 +8,22 @@ reaches a projection outside the storage CRS's area.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from server.areas.models import Area
-from server.assets.models import Asset
 from server.config import get_settings
 from server.deps import Principal
 from server.jobs import rules
 from server.jobs.access import SEE_ALL, visible
 from server.jobs.models import Job
-from server.jobs.views import count, summary_row, summary_select
-from server.ogc.documents import CollectionInfo, feature
+from server.ogc import features
+from server.ogc.documents import CollectionInfo
 from server.ogc.params import WGS84, Interval, OgcError
 
 JOBS, WARDS = "jobs", "wards"
@@ -32,12 +31,13 @@ JOB_ROLES = (*SEE_ALL, "contractor", "crew")
 CACHE_SECONDS = 300.0
 _cache: dict[str, tuple[float, object]] = {}
 
+# The layers' extents are kept on asset_layers by whoever writes their assets (migration 0012): no scan here.
 _LAYERS = text("""
     SELECT l.id, l.name, l.title, l.attribution, l.synthetic, ST_XMin(e.g) AS minx, ST_YMin(e.g) AS miny,
            ST_XMax(e.g) AS maxx, ST_YMax(e.g) AS maxy
-      FROM asset_layers l LEFT JOIN LATERAL (
-        SELECT ST_Transform(ST_Segmentize(ST_SetSRID(ST_Extent(a.geom)::geometry, :srid), 500), 4326) AS g
-          FROM assets a WHERE a.layer_id = l.id) e ON true
+      FROM asset_layers l CROSS JOIN LATERAL (
+        SELECT ST_Transform(ST_Segmentize(ST_MakeEnvelope(l.extent_xmin, l.extent_ymin, l.extent_xmax,
+                                                          l.extent_ymax, :srid), 500), 4326) AS g) e
      ORDER BY l.name""")
 _AREAS = text("""
     SELECT ST_XMin(g) AS minx, ST_YMin(g) AS miny, ST_XMax(g) AS maxx, ST_YMax(g) AS maxy FROM (
@@ -54,7 +54,7 @@ class Layer:
 
 
 def _cached(key: str, compute: Callable[[], object]) -> object:
-    # Extents change only on import; five minutes of staleness costs nothing and saves a scan per request.
+    # Layers and extents change only on import; five minutes of staleness saves a query per request.
     hit = _cache.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
@@ -135,15 +135,15 @@ def collection_info(session: Session, who: Principal | None, collection_id: str,
     return _wards_info(session) if collection_id == WARDS else _layers(session)[collection_id].info
 
 
-def _envelope(bbox, extent, srid: int):
-    """The bbox clipped to the extent and projected, or None when they do not overlap."""
+def _envelope(bbox, extent) -> tuple[float, float, float, float] | None:
+    """The CRS84 bbox clipped to the collection's extent, or None when they do not overlap."""
     if extent is None:
         return None
     minx, miny = max(bbox[0], extent[0]), max(bbox[1], extent[1])
     maxx, maxy = min(bbox[2], extent[2]), min(bbox[3], extent[3])
     if minx > maxx or miny > maxy:
         return None
-    return func.ST_Transform(func.ST_Segmentize(func.ST_MakeEnvelope(minx, miny, maxx, maxy, WGS84), 0.01), srid)
+    return minx, miny, maxx, maxy
 
 
 def offered_srids() -> list[int]:
@@ -152,87 +152,109 @@ def offered_srids() -> list[int]:
     return [WGS84] if storage == WGS84 else [WGS84, storage]
 
 
-def _geojson(geom, srid: int):
-    """SQL: GeoJSON text in `srid` (6 decimals for degrees, 2 for metres), polygons wound as RFC 7946 says:
-    exterior rings counter-clockwise, holes clockwise (ST_ForcePolygonCCW does both), after the projection."""
-    # options 0: no "crs" member (RFC 7946 has none; the Content-Crs header names the CRS instead).
-    return func.ST_AsGeoJSON(func.ST_ForcePolygonCCW(func.ST_Transform(geom, srid)), 6 if srid == WGS84 else 2, 0)
+_DIALECT = postgresql.psycopg.dialect()
 
 
-def _query(session: Session, who: Principal | None, info: CollectionInfo, srid: int = WGS84):
-    """(select of rows, geometry column, id column, row → feature) for a collection, geometry in `srid`."""
+def _sql(clause) -> str:
+    """SQL text of a condition (values written in: they are ids and constants, not the caller's words)."""
+    return str(clause.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+
+
+@lru_cache(maxsize=1024)
+def _visible(who: Principal) -> str:
+    """server.jobs.access.visible(who) as SQL text, made once per caller."""
+    return _sql(visible(who))
+
+
+@lru_cache(maxsize=1)
+def _open_jobs() -> str:
+    return _sql(Job.status.in_(rules.OPEN_STATUSES))
+
+
+def _source(session: Session, who: Principal | None, info: CollectionInfo,
+            srid: int) -> tuple[features.FeatureSql, list[str], dict]:
+    """A collection's feature SQL, the conditions of its rows and the parameters of both; also readies the
+    transaction for the statement that follows (_prepare)."""
     if info.id == JOBS:
-        q = summary_select().where(visible(who), Job.status.in_(rules.OPEN_STATUSES))
-        if srid != WGS84:
-            q = q.add_columns(_geojson(func.ST_PointOnSurface(Job.geom), srid).label("geometry"))
-        return q, Job.geom, Job.reference, Job.id, _job_feature
+        titles = _prepare(session, features.TITLES)
+        return (features.jobs(srid), [_visible(who), _open_jobs()],
+                {"words": features.job_words(tuple(titles or ()))})
+    _prepare(session)
     if info.id == WARDS:
-        q = select(Area.id, Area.code, Area.name, Area.attributes, _geojson(Area.geom, srid).label("geometry")) \
-            .where(Area.kind == "ward")
-        return q, Area.geom, Area.code, Area.id, _ward_feature
-    layer = _layers(session)[info.id]
-    q = (select(Asset.id, Asset.external_ref, Asset.name, Asset.attributes, Asset.maintainer, Asset.street,
-                Asset.synthetic, Area.name.label("ward"), _geojson(Asset.geom, srid).label("geometry"))
-         .outerjoin(Area, Area.id == Asset.ward_id).where(Asset.layer_id == layer.id))
-    return q, Asset.geom, Asset.external_ref, Asset.id, lambda r: _asset_feature(info.id, r)
+        return features.wards(srid), ["areas.kind = 'ward'"], {}
+    return (features.assets(srid), ["assets.layer_id = %(layer_id)s"],
+            {"layer_id": _layers(session)[info.id].id, "layer_name": info.id})
+
+
+def _prepare(session: Session, also: str = "NULL"):
+    """For this transaction: no JIT and no parallel workers, since a feature page's statement costs enough for
+    the planner to JIT-compile it (~45 ms, more than it runs) and to start workers for its bbox scans (~20 ms
+    each on a busy machine) for a thousand rows; and a plan made for this bbox every time. The driver prepares
+    a statement run often, and PostgreSQL then settles on a generic plan, made without the bbox: one that
+    suits the small bboxes it has seen (a GiST index scan) took minutes over a county-wide bbox of 1M jobs.
+    In the same round trip, the value of the SQL `also` (returned)."""
+    return session.connection().exec_driver_sql(
+        "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true), "
+        f"set_config('plan_cache_mode', 'force_custom_plan', true), {also}").one()[3]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of features: their JSON array text, how many it holds and how many match in all."""
+
+    features: str
+    returned: int
+    matched: int
 
 
 def items(session: Session, who: Principal | None, info: CollectionInfo, *, bbox, when: Interval | None,
-          limit: int, offset: int, srid: int = WGS84, bbox_srid: int = WGS84) -> tuple[list[dict], int]:
+          limit: int, offset: int, srid: int = WGS84, bbox_srid: int = WGS84) -> Page:
     """A page of features (ordered by internal id, so paging is stable) and how many match; geometry in
-    `srid`, the bbox in `bbox_srid`."""
-    q, geom, _, order, to_feature = _query(session, who, info, srid)
+    `srid`, the bbox in `bbox_srid`.
+
+    One statement: the page's ids, their features as one JSON array text, and the count of every match only
+    when the page cannot tell it (a full page, or an empty one after an offset): a short page from offset 0
+    holds them all, and a short non-empty page ends the matches, so they number offset + returned."""
+    storage, env = int(get_settings().srid), None
     if bbox is not None:
-        storage = get_settings().srid
         if bbox_srid == WGS84:
-            env = _envelope(bbox, info.bbox, storage)
-            if env is None:
-                return [], 0
+            box = _envelope(bbox, info.bbox)
+            if box is None:
+                return Page("[]", 0, 0)
+            env = f"ST_Transform(ST_Segmentize(ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326), 0.01), {storage})"
         else:  # already in the storage CRS (the only other one offered): no projection to go wrong
-            env = func.ST_MakeEnvelope(*bbox, storage)
-        q = q.where(func.ST_Intersects(geom, env))
+            box, env = bbox, f"ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, {storage})"
+    src, where, params = _source(session, who, info, srid)
+    params.update(limit=limit, offset=offset)
+    if env is not None:
+        params.update(zip(("x0", "y0", "x1", "y1"), map(float, box)))  # floats: float8 parameters
+        where.append(f"ST_Intersects({src.table}.geom, {env})")
     if when is not None and info.id == JOBS:  # other collections have no time: datetime is ignored there
         if when.start is not None:
-            q = q.where(Job.created_at >= when.start)
+            where.append("jobs.created_at >= %(start)s")
+            params["start"] = when.start
         if when.end is not None:
-            q = q.where(Job.created_at <= when.end)
-    keys = q.with_only_columns(order)
-    matched = count(session, keys)
-    if offset >= matched:
-        return [], matched
-    # Page on the bare ids first: GeoJSON is then made only for the rows returned, not the skipped ones.
-    page = session.scalars(keys.order_by(order).limit(limit).offset(offset)).all()
-    rows = session.execute(q.where(order.in_(page)).order_by(order)).all()
-    return [to_feature(r) for r in rows], matched
+            where.append("jobs.created_at <= %(end)s")
+            params["end"] = when.end
+    matches = f"FROM {src.table} WHERE {' AND '.join(where)}"
+    unknown = "count(*) = %(limit)s" + ("" if offset == 0 else " OR count(*) = 0")
+    # The page's rows first, as they are (the subquery keeps the table's name, so the feature's SQL reads its
+    # columns and joins from it): features are then made only for the rows returned, not the skipped ones.
+    statement = f"""
+        SELECT count(*), string_agg(f, ',' ORDER BY k), CASE WHEN {unknown} THEN (SELECT count(*) {matches}) END
+          FROM (SELECT {src.order} AS k, {src.feature} AS f
+                  FROM (SELECT * {matches} ORDER BY {src.order} LIMIT %(limit)s OFFSET %(offset)s) {src.table}
+                       {src.joins}) page"""
+    n, text_, matched = session.connection().exec_driver_sql(statement, params).one()
+    return Page(f"[{text_ or ''}]", n, offset + n if matched is None else matched)
 
 
-def one(session: Session, who: Principal | None, info: CollectionInfo, feature_id: str, srid: int = WGS84) -> dict:
-    """One feature by its id (asset ref, job reference or ward code), or 404; geometry in `srid`."""
-    q, _, id_col, order, to_feature = _query(session, who, info, srid)
-    row = session.execute(q.where(id_col == feature_id).order_by(order).limit(1)).first()
-    if row is None:
+def one(session: Session, who: Principal | None, info: CollectionInfo, feature_id: str, srid: int = WGS84) -> str:
+    """One feature's JSON text by its id (asset ref, job reference or ward code), or 404; geometry in `srid`."""
+    src, where, params = _source(session, who, info, srid)
+    found = session.connection().exec_driver_sql(
+        f"SELECT {src.feature} FROM {src.table} {src.joins} WHERE {' AND '.join(where)} AND {src.fid} = %(fid)s "
+        f"ORDER BY {src.order} LIMIT 1", {**params, "fid": feature_id}).scalar()
+    if found is None:
         raise OgcError(404, "NotFound", f"no feature {feature_id[:64]!r} in {info.id}")
-    return to_feature(row)
-
-
-def _asset_feature(layer: str, r) -> dict:
-    props = {"ref": r.external_ref, "name": r.name, "layer": layer, "ward": r.ward, "street": r.street,
-             "maintainer": r.maintainer, "synthetic": r.synthetic}
-    for key, value in (r.attributes or {}).items():
-        props.setdefault(key, value)
-    return feature(r.external_ref, json.loads(r.geometry), props)
-
-
-def _ward_feature(r) -> dict:
-    return feature(r.code, json.loads(r.geometry), {"code": r.code, "name": r.name, **(r.attributes or {})})
-
-
-def _job_feature(row) -> dict:
-    s = summary_row(row)
-    asset, assignee = s.pop("asset") or {}, s.pop("assignee") or {}
-    lon, lat = s.pop("lon"), s.pop("lat")
-    props = {**s, "asset_layer": asset.get("layer"), "asset_ref": asset.get("ref"),
-             "assignee_kind": assignee.get("kind"), "assignee": assignee.get("title")}
-    projected = row._mapping.get("geometry")  # only when another CRS than CRS84 was asked for
-    geometry = json.loads(projected) if projected else {"type": "Point", "coordinates": [lon, lat]}
-    return feature(s["reference"], geometry, props)
+    return found
