@@ -1,7 +1,7 @@
 """asset layers keep their extent: written by whoever loads assets, read by OGC API Features
 
 Revision ID: 0012_layer_extents
-Revises: 0010_road_network
+Revises: 0011_intake_contact
 Create Date: 2026-12-07 01:30:00
 
 Each OGC worker used to compute every asset layer's extent (ST_Extent over all of its assets) on its first
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012_layer_extents'
-down_revision = '0010_road_network'
+down_revision = '0011_intake_contact'
 branch_labels = None
 depends_on = None
 
