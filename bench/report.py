@@ -284,43 +284,36 @@ def notes(r: dict) -> dict[str, list[str]]:
     def avg(name: str, key: str) -> float:
         return sum(x[name].get(key, 0) for x in rounds) / len(rounds)
 
-    ia, ib_, ba, bb, oa = (avg("intake", "app_ms"), avg("intake", "db_ms"), avg("bare", "app_ms"),
-                           avg("bare", "db_ms"), avg("orm", "app_ms"))
+    ia, ib_, ba, bb = avg("intake", "app_ms"), avg("intake", "db_ms"), avg("bare", "app_ms"), avg("bare", "db_ms")
     job = r["reads"]["job"]
     sizes = sorted(int(k) for k in r["snap"])
     snaps = {s: (r["snap"][str(s)] if str(s) in r["snap"] else r["snap"][s]) for s in sizes}
     out = {}
     out["intake"] = [
-        "**Where the time goes.** The intake already makes two statements per report and one commit (where the "
-        "point is, with the token check and the retry lookup riding on it; then `kerbside_intake`, one PL/pgSQL "
-        "call for lock, duplicate, job, report, timeline, dispatch and NOTIFYs), as many as the bare baseline. "
-        f"The difference is work per statement and per request: **{ib_:.1f} ms of PostgreSQL backend CPU per report "
-        f"against {bb:.1f} ms** (locate resolves boundary, ward, nearest named street and five candidates where the "
-        "baseline takes one nearest; the write inserts a job, a report, timeline rows and notifications where the "
-        f"baseline inserts one row), and **{ia:.1f} ms of app CPU against {ba:.1f} ms** (validation of the whole "
-        "report and its answers, the snap choice and confidence, the SLA deadline in working days, the answer in "
-        "words, SQLAlchemy Core execution and row handling, a threadpool hop: the endpoint is sync). wrk, the "
-        "servers and PostgreSQL share 2 cores, so throughput follows total CPU per request and the ratio is close to "
-        "the ratio of those totals. The bare baseline served "
-        f"{it['rps']['bare']:.0f} req/s here, far below the ~1,900 req/s the issue quotes for such an endpoint: "
-        "every phase ran with the machine ≥ 95 % busy (table), other sessions taking part of the 2 cores; a quiet "
-        "machine would raise the bare baseline more than the intake (whose commits wait on each other, below), so "
-        "the ratio measured here is, if anything, flattering.",
+        "**Where the time goes.** A report takes two statements and one commit, as many as the bare baseline: "
+        "where the point is (with the token check and the retry lookup riding on it), then `kerbside_intake`, one "
+        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact; on psycopg 3 "
+        "from an async pool, prepared, no thread and no ORM (server/reports/service.py `submit_report_async`), "
+        "the NOTIFYs sent after the commit in a transaction of their own, in the commit's round trip. The "
+        f"difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
+        "ms** (locate resolves boundary, ward, nearest named street and five candidates where the baseline takes "
+        "one nearest; the write inserts a job with its nine indexes, a report, four timeline rows and a dispatch "
+        f"message where the baseline inserts one row), and **{ia:.1f} ms of app CPU against {ba:.1f} ms** "
+        "(validation of the whole report and its answers, the snap choice and confidence, the SLA deadline in "
+        "working days, the answer in words, three middlewares: request id and access log, CORS, body limit). wrk, "
+        "the servers and PostgreSQL share 2 cores, so throughput follows total CPU per request and the ratio is "
+        "close to the ratio of those totals.",
         *_waits(r),
         "",
-        "**What would move it.** (0) Take NOTIFY out of the report's transaction (see the waits above): publish "
-        "after commit, in its own short transaction, or let listeners poll `job_events` on a wake-up sent by one "
-        "process; the intake's commits then group on the WAL flush like the baselines' do (worth ~1.2× here, more "
-        "where cores are not the limit). (1) The hot path on psycopg directly, async, statements prepared: the ORM and bare "
-        f"baselines run identical SQL and differ by {oa - ba:.1f} ms of app CPU per request. (2) The answer built "
-        "by `kerbside_intake` as JSON and sent as bytes (orjson), no re-shaping in Python. (3) Less database work per "
-        "report: the street lookup only for categories that show it, the timeline rows in one multi-row INSERT. "
-        "Together perhaps 1.5–2 ms of the intake's "
-        f"{ia + ib_:.1f} ms; 0.5× the bare baseline needs the whole intake within 2× its CPU "
-        f"(≤ {2 * (ba + bb):.1f} ms here), which also means dropping work the intake does by design. "
-        f"p99 ≤ 50 ms at 16 connections is the same arithmetic: 16 requests in flight on 2 cores wait, on average, "
-        f"16 / throughput ({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the bare "
-        f"baseline's p99 was {it['p99']['bare']:.0f} ms in the same run).",
+        "**What would move it.** The app side went from about 4.3 to 2.8 ms per report in an A/B run on this "
+        "machine (the same load, alternating: the async pool path against the previous sync path through "
+        "SQLAlchemy), but the database side did not move, and it is now the larger part. 0.5× the bare baseline "
+        f"needs the whole intake within 2× its CPU (≤ {2 * (ba + bb):.1f} ms here, against {ia + ib_:.1f}), which "
+        "means dropping work the intake does by design: fewer indexes on `jobs` (nine, one of them GiST) and "
+        "fewer timeline rows per new job, or the street lookup only for categories that show it. p99 ≤ 50 ms at 16 "
+        "connections is the same arithmetic: 16 requests in flight on 2 cores wait, on average, 16 / throughput "
+        f"({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the bare baseline's p99 was "
+        f"{it['p99']['bare']:.0f} ms in the same run).",
     ]
     s1, sb = snaps[1_000_000 if 1_000_000 in snaps else sizes[-1]], snaps[sizes[-1]]
     out["snap"] = [
@@ -336,19 +329,21 @@ def notes(r: dict) -> dict[str, list[str]]:
         "",
         f"**Job by reference.** {job['rps']:.0f} req/s at 16 connections means each request waits behind the "
         f"others: 16 / throughput = {16000 / job['rps']:.0f} ms on average. p99 ≤ 10 ms at 16 connections needs "
-        "≥ ~2,000 req/s, under 1 ms of CPU per request for the app, PostgreSQL and wrk together on 2 cores. The job "
-        "page costs far more: 6 statements through the ORM (token, job, job with its joins again, timeline, "
-        "reports, photos) and ~4.6 ms of Python CPU in-process at 50k jobs (column metadata and row objects for a "
-        "35-column row, twice). What would move it: one prepared statement that builds the page as JSON in "
-        "PostgreSQL (json_agg of timeline, reports, photos) returned as bytes; a cache per reference invalidated by "
-        "the job-events NOTIFY; and cores: at fixed CPU per request the latency scales with connections / cores.",
+        "≥ ~2,000 req/s, under 1 ms of CPU per request for the app, PostgreSQL and wrk together on 2 cores. The page "
+        "is now one prepared statement (server/jobs/page.py: the token check, visibility, the job, its timeline, "
+        "reports and photos as JSON made by PostgreSQL), run in autocommit on the driver connection and passed "
+        "through as bytes; an A/B run against the ORM page (six statements) gave ~5× the throughput and ~4–5× less "
+        "CPU per request. What remains is the framework: an endpoint that reads nothing "
+        "(`GET /api/v1/categories/street_light`) still had a p99 of 31–47 ms at ~2,000 req/s here; py-spy puts "
+        "~80 % of a job request in uvicorn, the middleware stack, routing, dependencies and the thread hop. What "
+        "would move it: more cores (at fixed CPU per request the latency scales with connections / cores), or a "
+        "cache per reference invalidated by the job-events NOTIFY.",
         "",
-        "**OGC items.** Per 1,000-feature page: count, page of ids, the rows with their joins, then 1,000 "
-        "features made in Python (summary row → feature dict → JSON): ~230 ms per page in-process at 50k jobs, "
-        "two thirds of it Python. This branch removed one scan per request (the jobs collection's temporal extent, "
-        "a min(created_at) over every open job, only shown on the collection documents). What would move it: the "
-        "FeatureCollection built in PostgreSQL (json_agg over ST_AsGeoJSON and the properties) and passed through "
-        "as bytes; numberMatched from the page when it is short (the count is a second pass over the bbox).",
+        "**OGC items.** The FeatureCollection's features are made by PostgreSQL in one statement (server/ogc/"
+        "features.py: ST_AsGeoJSON and the properties as JSON text, passed through as bytes), numberMatched comes "
+        "from the page when the page is short, and each layer's extent is stored on `asset_layers` (migration 0012) "
+        "instead of an ST_Extent over the layer on a read. What remains per page is PostgreSQL's work on 1,000 "
+        "rows with their joins and the transformation of 1,000 points, and the bbox count on full pages.",
     ]
     sla = r["sla"]
     out["sla"] = [
@@ -363,14 +358,14 @@ def notes(r: dict) -> dict[str, list[str]]:
     sync = r["sync"]
     out["sync"] = [
         "",
-        f"{sync['mb_total']:.0f} MB of photos in {sync['seconds']:.1f} s, all exactly once. Where the time goes: the "
-        "server verifies each photo by decoding it fully, re-encodes it (that is how metadata is stripped) and makes "
-        "a thumbnail: `server.reports.photos.clean` takes 45 ms of CPU for a 1.05 MB photo and 74 ms for a 1.97 MB "
-        "one (the decode alone 13–24 ms), about 12 s of CPU for the 200, on the 2 cores that also run the client, "
-        "PostgreSQL, multipart parsing of 300 MB and other sessions' work. What would move it: strip the metadata "
-        "segments (APP1–APP13, APP15, COM) from the verified JPEG instead of re-encoding it when no EXIF rotation "
-        "is needed (saves ~60 % of `clean`), thumbnails made by the worker after the upload is answered, and more "
-        "cores; sending more than 4 at a time does not help on 2 cores.",
+        f"{sync['mb_total']:.0f} MB of photos in {sync['seconds']:.1f} s, all exactly once. An upright JPEG now "
+        "keeps its compressed pixels and loses only its metadata segments (server/reports/photos.py "
+        "`strip_jpeg`), verified and thumbnailed by one reduced-size decode: `clean` takes about a third of the "
+        "CPU it did (21–25 ms against 62–72 ms per bench photo, alternating). What remains per photo: the "
+        "verifying decode (~17 ms: reading the whole entropy-coded stream is what verification costs), multipart "
+        "parsing (Starlette spools anything over 1 MB to a file, a thread hop per chunk) and the database work and "
+        "file writes, on the 2 cores that also run the client and PostgreSQL. What would move it: more cores, or "
+        "the thumbnail made by the worker after the upload is answered.",
     ]
     out["growth"] = [
         "Snap and intake grow slowly with size (a KNN descent is logarithmic; the index and table outgrow "
