@@ -130,12 +130,10 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
         session.commit()
     except psycopg.errors.UniqueViolation:
         # Another request with this client_id won the race: answer as a retry would be answered.
+        session.rollback()  # which hands the connection back: the lookup takes the session's next one
+        stored = session.execute(_REPLAY_LOOKUP, {"client_id": data.client_id}).scalar_one()
         session.rollback()
-        with raw.cursor() as cur:
-            replay = _race_replay(cur.execute(_REPLAY_ALONE.text, {"client_id": data.client_id}).fetchone()[0],
-                                  data)
-        session.rollback()
-        return 200, with_words(replay)
+        return 200, with_words(_race_replay(stored, data))
     except Exception:
         session.rollback()
         raise
@@ -217,7 +215,8 @@ _LOCATE_OR_REPLAY = Sql.of(nearest.locate_statement(_REPLAY), "row")
 _LOCATE_REPLAY_CALLER = Sql.of(nearest.locate_statement(f"{_REPLAY}, {Caller.column} AS caller"), "row")
 _HINT = Sql.of(nearest.HINT, "row")
 _WRITE = Sql.of(text("SELECT CAST(kerbside_intake(CAST(:p AS jsonb)) AS text)"), "json")
-_REPLAY_ALONE = Sql.of(text("SELECT kerbside_replay(:client_id)"), "row")
+_REPLAY_LOOKUP = text("SELECT kerbside_replay(:client_id)")
+_REPLAY_ALONE = Sql.of(_REPLAY_LOOKUP, "row")
 _STORE_ANSWER = text("UPDATE reports SET response = CAST(:answer AS jsonb) WHERE id = :id")  # after escalation
 
 
