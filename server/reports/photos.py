@@ -188,17 +188,35 @@ def strip_jpeg(raw: bytes) -> bytes | None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file durably and atomically: the bytes reach the disk under a temporary name (fsync), then the
+    rename; a directory made on the way is synced into its parent. The caller syncs the file's directory
+    (_sync_dir) once its files are in place, before the row that points at them commits."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _sync_dir(path.parent.parent)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
+def _sync_dir(directory: Path) -> None:
+    """fsync a directory: its entries (a rename, a new file) survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def add_photo(session: Session, who: Principal, report: Report, client_id: uuid.UUID, raw: bytes,
-              kind: str = "report") -> tuple[int, Photo]:
-    """Store a photo for a report; the same client_id with the same bytes answers the original (200)."""
+              kind: str = "report", *, cleaned: CleanImage | None = None) -> tuple[int, Photo]:
+    """Store a photo for a report; the same client_id with the same bytes answers the original (200).
+    `cleaned`: clean(raw), when the caller has already checked the photo with it."""
     job = session.get(Job, report.job_id)
-    return _store(session, who, job, report, client_id, raw, kind)
+    return _store(session, who, job, report, client_id, raw, kind, cleaned)
 
 
 def add_job_photo(session: Session, who: Principal, job: Job, client_id: uuid.UUID, raw: bytes,
@@ -208,7 +226,7 @@ def add_job_photo(session: Session, who: Principal, job: Job, client_id: uuid.UU
 
 
 def _store(session: Session, who: Principal, job: Job, report: Report | None, client_id: uuid.UUID, raw: bytes,
-           kind: str) -> tuple[int, Photo]:
+           kind: str, cleaned: CleanImage | None = None) -> tuple[int, Photo]:
     digest = hashlib.sha256(raw).hexdigest()
     report_id = report.id if report is not None else None
     existing = session.scalar(select(Photo).where(Photo.client_id == client_id))
@@ -217,13 +235,14 @@ def _store(session: Session, who: Principal, job: Job, report: Report | None, cl
             raise Conflict("this photo client_id was already used for a different photo", fields=["client_id"],
                            code="idempotency-conflict")
         return 200, existing
-    img = clean(raw)
+    img = cleaned if cleaned is not None else clean(raw)
     ext = "png" if img.content_type == "image/png" else "jpg"
     rel = Path(job.reference) / f"{client_id}.{ext}"
     root = get_settings().photo_root
-    # Files first, row second: a crash between leaves an orphan file, never a row without a file.
+    # Files first (on disk), row second: a crash between leaves an orphan file, never a row without a file.
     _write(root / rel, img.data)
     _write(root / rel.with_name(f"{client_id}.thumb.{ext}"), img.thumb)
+    _sync_dir((root / rel).parent)  # both renames on disk before the row commits
     photo = Photo(client_id=client_id, report_id=report_id, job_id=job.id, kind=kind,
                   content_type=img.content_type, width=img.width, height=img.height, size_bytes=len(img.data),
                   sha256=digest, path=str(rel), thumb_path=str(rel.with_name(f"{client_id}.thumb.{ext}")),
