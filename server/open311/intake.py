@@ -206,12 +206,11 @@ def submit(session: Session, who: Principal, fields: dict[str, list[str]],
     if existing is not None:
         if existing.category_code != category.code:
             raise bad(f"external id {external!r} was already used for a {existing.category_code} request")
-        _check_photos(files)
-        _attach_all(session, who, existing.reference, client_id, files)
+        _attach_all(session, who, existing.reference, client_id, _check_photos(files))
         return _answer_of(session, existing.reference, account_id)
     lat, lon, provider = _location(session, fields)
     answers = _answers(category, attrs)
-    _check_photos(files)  # refuse a bad image before anything is stored
+    checked = _check_photos(files)  # refuse a bad image before anything is stored
     reporter = {k: v[:200] for k in REPORTER_FIELDS if (v := one(fields, k))}
     if urls:
         reporter["media_url"] = urls
@@ -231,7 +230,7 @@ def submit(session: Session, who: Principal, fields: dict[str, list[str]],
             return _answer_of(session, session.scalar(select(Report.reference)
                                                       .where(Report.client_id == client_id)), account_id)
         raise _domain_to_open311(exc) from None
-    _attach_all(session, who, answer["reference"], client_id, files)
+    _attach_all(session, who, answer["reference"], client_id, checked)
     return documents.created(answer["reference"], _notice_of(answer), account_id)
 
 
@@ -246,22 +245,25 @@ def _notice_of(answer: dict) -> str:
     return f"Job {job['reference']}"
 
 
-def _check_photos(files: list[tuple[str, bytes]]) -> None:
+def _check_photos(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes, photos.CleanImage]]:
+    """Each photo verified and cleaned (a 400 naming the first bad one), kept for storing: cleaned once."""
+    checked = []
     for name, raw in files:
         try:
-            photos.clean(raw)
+            checked.append((name, raw, photos.clean(raw)))
         except DomainError as exc:
             raise bad(f"{name}: {exc.detail}") from None
+    return checked
 
 
 def _attach_all(session: Session, who: Principal, reference: str, client_id: uuid.UUID,
-                files: list[tuple[str, bytes]]) -> None:
+                files: list[tuple[str, bytes, photos.CleanImage]]) -> None:
     """Store the uploaded photos on the report, each idempotent on (request, field name)."""
     if not files:
         return
     report = session.scalar(select(Report).where(Report.reference == reference))
-    for name, raw in files:
+    for name, raw, cleaned in files:
         try:
-            photos.add_photo(session, who, report, uuid.uuid5(client_id, name), raw)
+            photos.add_photo(session, who, report, uuid.uuid5(client_id, name), raw, cleaned=cleaned)
         except DomainError as exc:
             raise _domain_to_open311(exc) from None
