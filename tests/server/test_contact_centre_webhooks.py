@@ -171,8 +171,11 @@ def test_a_crm_that_is_down_gets_every_change_once_in_order_when_it_is_back(api,
     assert view["deliveries"]["delivered"] >= 8 and view["deliveries"]["dead"] == 0
 
 
-def test_a_status_change_reaches_the_crm_through_the_running_worker_quickly(api, who, crm):
-    env = {**os.environ, "KERBSIDE_ALLOW_PRIVATE_WEBHOOK_URLS": "true", "KERBSIDE_CONTRACTOR_POLL_SECONDS": "3600"}
+def test_a_status_change_reaches_the_crm_through_the_running_worker_woken_by_its_commit(api, who, crm):
+    # The worker's timer is an hour: only the NOTIFY of each change's commit can wake it within the test, so
+    # every arrival below proves the wake-up, with no timed assertion.
+    env = {**os.environ, "KERBSIDE_ALLOW_PRIVATE_WEBHOOK_URLS": "true", "KERBSIDE_CONTRACTOR_POLL_SECONDS": "3600",
+           "KERBSIDE_OUTBOX_INTERVAL_SECONDS": "3600"}
     worker = subprocess.Popen([sys.executable, "-m", "server.worker"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -183,15 +186,13 @@ def test_a_status_change_reaches_the_crm_through_the_running_worker_quickly(api,
         for step in ("sent", "accepted", "in_progress"):
             started = time.monotonic()
             move(api, who["supervisor"], ref, step)
-            hit = wait_until(lambda: arrival(crm, ref, step), timeout=10, interval=0.02)
+            hit = wait_until(lambda: arrival(crm, ref, step), timeout=30, interval=0.02)
             latencies.append(hit - started)
     finally:
         stop(worker)
     assert [b["after"]["status"] for b in crm.bodies() if b["job"]["reference"] == ref] == \
         ["sent", "accepted", "in_progress"]
-    print(f"\nCRM webhook latency with the default {2.0:g} s outbox interval: "
-          + ", ".join(f"{x * 1000:.0f} ms" for x in latencies))
-    assert max(latencies) < 3.5
+    print("\nCRM webhook latency, woken by NOTIFY: " + ", ".join(f"{x * 1000:.0f} ms" for x in latencies))
 
 # Real processes and committed rows: run after the rollback-per-test modules.
 pytestmark = pytest.mark.commits
