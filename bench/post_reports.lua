@@ -5,7 +5,8 @@
 -- COORDS: a text file of "lat lon" lines (written by bench/intake.py); PATH: the endpoint path;
 -- TOKEN: a bearer token, or "-" for none; PREFIX: 8 hex digits, fresh for every phase so client_ids
 -- never repeat across phases; OBSERVED_AT: an ISO 8601 time fixed at the start of the run; EXTRA (optional):
--- members added verbatim to every body, e.g. ,"contact":{...} (bench/notify_cost.py).
+-- members added to every body, e.g. ,"contact":{...} (bench/notify_cost.py), where {n} becomes a number unique
+-- to the request within the phase (9 digits: a different reporter's email and mobile for every report).
 -- done() prints one line "WRKJSON {...}" with counts and latency percentiles (microseconds).
 
 -- The shared parts (setup, response, done) live beside this script.
@@ -14,6 +15,7 @@ dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_common.lu
 function init(args)
   coords_file, path, token, prefix, observed_at = args[1], args[2], args[3], args[4], args[5]
   extra = args[6] or ""
+  has_n = extra:find("{n}", 1, true) ~= nil
   lats, lons = {}, {}
   for line in io.lines(coords_file) do
     local a, b = line:match("^(%S+)%s+(%S+)$")
@@ -30,10 +32,12 @@ end
 function request()
   sent = sent + 1
   local i = math.random(#lats)
+  local more = extra
+  if has_n then more = extra:gsub("{n}", string.format("%09d", (tid * 10000000 + sent) % 1000000000)) end
   -- UUID: PREFIX-tttt-4000-8000-nnnnnnnnnnnn (thread, per-thread counter): unique within the phase.
   local body = string.format(
     '{"client_id":"%s-%04x-4000-8000-%012x","category":"street_light","lat":%s,"lon":%s,' ..
     '"accuracy_m":5,"observed_at":"%s","answers":{"fault":"out"}%s}',
-    prefix, tid, sent, lats[i], lons[i], observed_at, extra)
+    prefix, tid, sent, lats[i], lons[i], observed_at, more)
   return wrk.format("POST", path, headers, body)
 end
