@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,8 @@ class ReporterContact(Base):
     __tablename__ = "reporter_contacts"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), unique=True)
+    # The report's job (a report never changes job): the repeat-contact check probes (job, email) and (job, phone).
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     channel: Mapped[str] = mapped_column(String(32))
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
@@ -38,6 +40,8 @@ class ReporterContact(Base):
         Index("ix_reporter_contacts_live", "created_at", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_phone", "phone", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_follows", "follows_job_id", postgresql_where="follows_job_id IS NOT NULL"),
+        Index("ix_reporter_contacts_job_email", "job_id", text("lower(email)"), postgresql_where="erased_at IS NULL"),
+        Index("ix_reporter_contacts_job_phone", "job_id", "phone", postgresql_where="erased_at IS NULL"),
     )
 
 

@@ -113,6 +113,44 @@ def test_contact_is_read_by_advisers_only_and_every_read_is_audited(db, client, 
     assert "pat.caller" not in job.text and "07700" not in job.text
 
 
+def test_a_repeat_contact_is_the_same_email_in_any_case_or_the_same_phone_on_the_same_job_never_an_erased_one(
+        db, client, tokens):
+    light, elsewhere = _light(db, 5), _light(db, 6)
+
+    def report(where: dict, contact: dict) -> dict:
+        r = client.post("/api/v1/reports", json=_body(where, contact), headers=auth(tokens["advisor"]))
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def chasers(job_ref: str) -> int:
+        return db.scalar(select(func.count()).select_from(Chaser).join(Job, Job.id == Chaser.job_id)
+                         .where(Job.reference == job_ref, Chaser.kind == "repeat_report"))
+
+    kim = {"first_name": "Kim", "phone": "07700 900777", "notify": "sms", "consent": True}
+    first = report(light, kim)
+    job = first["job"]["reference"]
+    # Kim on another job is not a repeat of this one.
+    assert chasers(report(elsewhere, kim)["job"]["reference"]) == 0
+    # The same phone written another way, with an email this time: a repeat.
+    assert report(light, {"email": "kim@example.org", "phone": "+44 7700 900777", "notify": "email",
+                          "consent": True})["job"]["reference"] == job
+    assert chasers(job) == 1
+    # That email in other capitals, no phone: a repeat.
+    report(light, {"email": "KIM@Example.ORG", "notify": "email", "consent": True})
+    assert chasers(job) == 2
+    # Someone else: not.
+    report(light, {"email": "lee@example.org", "phone": "07700 900778", "notify": "both", "consent": True})
+    assert chasers(job) == 2
+    # Once Kim is erased, nobody on the job has Kim's details: the same phone again is a first contact.
+    assert contacts.erase_person(db, phone="07700 900777") == 3
+    report(light, {"first_name": "Kim", "phone": "07700900777", "notify": "sms", "consent": True})
+    assert chasers(job) == 2
+    # Each contact carries its report's job.
+    pairs = db.execute(select(ReporterContact.job_id, Report.job_id).join(Report, Report.id == ReporterContact.report_id)
+                       .join(Job, Job.id == Report.job_id).where(Job.reference == job)).all()
+    assert len(pairs) == 5 and all(a == b for a, b in pairs)
+
+
 def test_status_change_tells_every_reporter_once_duplicates_included(db, client, tokens):
     light = _light(db, 4)
     first = client.post("/api/v1/reports", json=_body(light, CONTACT), headers=auth(tokens["advisor"])).json()
