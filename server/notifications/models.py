@@ -19,7 +19,7 @@ class ReporterContact(Base):
     __tablename__ = "reporter_contacts"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), unique=True)
-    # The report's job (a report never changes job): the repeat-contact check probes (job, email) and (job, phone).
+    # The report's job (a report never changes job): the repeat-contact check probes (email, job) and (phone, job).
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     channel: Mapped[str] = mapped_column(String(32))
     first_name: Mapped[str | None] = mapped_column(String(100))
@@ -37,11 +37,10 @@ class ReporterContact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
-        Index("ix_reporter_contacts_live", "created_at", postgresql_where="erased_at IS NULL"),
-        Index("ix_reporter_contacts_phone", "phone", postgresql_where="erased_at IS NULL"),
+        # A STOP reply or an erase by phone reads the leading column; the repeat-contact check reads both.
+        Index("ix_reporter_contacts_phone_job", "phone", "job_id", postgresql_where="erased_at IS NULL"),
+        Index("ix_reporter_contacts_email_job", text("lower(email)"), "job_id", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_follows", "follows_job_id", postgresql_where="follows_job_id IS NOT NULL"),
-        Index("ix_reporter_contacts_job_email", "job_id", text("lower(email)"), postgresql_where="erased_at IS NULL"),
-        Index("ix_reporter_contacts_job_phone", "job_id", "phone", postgresql_where="erased_at IS NULL"),
     )
 
 
