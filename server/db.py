@@ -102,7 +102,8 @@ async def get_session() -> AsyncIterator[Session]:
 
 
 async def open_async_pool() -> AsyncConnectionPool:
-    """The API process's psycopg 3 async pool, for the busiest write (report intake, server/reports/service.py).
+    """The API process's psycopg 3 async pool, for the busiest write (report intake, server/reports/service.py)
+    and the busiest read (the job page, server/jobs/page.py).
 
     Beside the engine's pool, not instead of it: every other use case works through the ORM session. Its
     connections are pinged like the engine's (only when they sat idle for db_ping_idle_seconds), a database

@@ -144,10 +144,32 @@ def _execute(conn: Connection, params: dict, *, autocommit: bool = False):
                                   connection_invalidated=gone, dialect=conn.dialect) from exc
 
 
+async def fetch_async(pool, token_hash: str, reference: str):
+    """fetch() on a connection of the API's async psycopg pool (server/db.py open_async_pool): in autocommit,
+    prepared, no thread and no ORM; the connection is handed back as it was found."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            cur = await conn.execute(SQL, {"token_hash": token_hash, "reference": reference}, prepare=True)
+            return await cur.fetchone()
+        finally:
+            if conn.info.transaction_status == TransactionStatus.IDLE:
+                await conn.set_autocommit(False)
+
+
 def job_page_json(session: Session, caller: Caller, reference: str) -> bytes:
     """The caller's page of this job as JSON bytes: 401 / 403 as current_principal would answer, 404 when there
     is no such job or it is not theirs to see."""
-    row = fetch(session, caller.digest, reference)
+    return page_of(fetch(session, caller.digest, reference), caller, reference)
+
+
+async def job_page_json_async(pool, caller: Caller, reference: str) -> bytes:
+    """job_page_json on the API's async pool."""
+    return page_of(await fetch_async(pool, caller.digest, reference), caller, reference)
+
+
+def page_of(row, caller: Caller, reference: str) -> bytes:
+    """The page from the statement's row (None for an unknown token), the caller judged first."""
     caller.resolve(row[0] if row is not None else None)
     if row[1] is None:
         raise NotFound(f"no job {reference!r}", fields=["reference"], code="job-not-found")

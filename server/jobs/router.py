@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from server.assets.models import Asset
 from server.areas.models import Area
 from server.auth.models import ROLES
+from server.db import get_session
 from server.deps import Caller, CurrentUser, SessionDep, authenticated_in_handler
 from server.errors import DomainError
 from server.geo import WGS84
@@ -87,8 +88,13 @@ def list_jobs(
             dependencies=[authenticated_in_handler()])
 async def get_job(reference: str, request: Request, session: SessionDep) -> Response:
     """The whole story of one job (404 if it does not exist or is not the caller's to see)."""
-    # Any role may ask (what it sees is filtered). The token is looked up in the page's one statement, read on a
-    # connection of the session's engine without beginning the session (jobs.page): closing it costs nothing.
+    # Any role may ask (what it sees is filtered). The token is looked up in the page's one statement (jobs.page),
+    # on the API's async pool (no thread, no ORM); on a connection of the session's engine, without beginning
+    # the session, in an app run without its lifespan or whose sessions are overridden (the test suite's).
     caller = Caller.from_request(request, ROLES)
-    body = await run_in_threadpool(page.job_page_json, session, caller, reference)
+    pool = getattr(request.app.state, "intake_pool", None)
+    if pool is not None and get_session not in request.app.dependency_overrides:
+        body = await page.job_page_json_async(pool, caller, reference)
+    else:
+        body = await run_in_threadpool(page.job_page_json, session, caller, reference)
     return Response(body, media_type="application/json")

@@ -192,3 +192,48 @@ def test_the_wake_ups_are_sent_after_the_report_commits(live, db):
     # …and the event it names is committed by then.
     assert db.execute(text("SELECT type FROM job_events WHERE id = :i"), {"i": event["event_id"]}).scalar_one() == \
         "sla_set"
+
+
+def test_the_job_page_is_read_on_the_pool_and_is_the_sessions_page(live, db):
+    """GET /api/v1/jobs/{reference} in a running API reads on the async pool; its page is the one the session
+    path builds (tests/server/test_job_page.py holds that one to the ORM's page), refusals included."""
+    from server.deps import Caller
+    from server.auth.models import ROLES
+    from server.auth.tokens import hash_token
+    from server.db import new_session
+    from server.jobs.page import job_page_json
+
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    a = client.post("/api/v1/reports", json=report(lat, lon, description="Dark since Tuesday"),
+                    headers=auth(tokens["field_worker"])).json()
+    client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
+    job = a["job"]["reference"]
+
+    def by_session(token: str) -> dict:
+        with new_session() as s:
+            return json.loads(job_page_json(s, Caller(hash_token(token), ROLES), job))
+
+    for role in ("advisor", "field_worker"):
+        before = served(client)
+        r = client.get(f"/api/v1/jobs/{job}", headers=auth(tokens[role]))
+        assert r.status_code == 200, r.text
+        assert served(client) == before + 1  # the pool's connection, not a session
+        page, expected = r.json(), by_session(tokens[role])
+        # The SLA's "remaining" is worked out at the moment of asking: everything else is equal.
+        for p in (page, expected):
+            p["sla"].pop("remaining_seconds", None)
+        assert page == expected
+        assert page["reference"] == job and page["demand_count"] == 2 and len(page["reports"]) == 2
+    # Whether the reporters are shown follows the caller's role, as on the session path.
+    assert "reporter" in client.get(f"/api/v1/jobs/{job}", headers=auth(tokens["advisor"])).json()["reports"][0]
+    # Refusals: the same problems as on the session path.
+    other = client.get(f"/api/v1/jobs/{job}", headers=auth(tokens["contractor"]))
+    assert other.status_code == 404 and other.json()["code"] == "job-not-found"
+    assert client.get(f"/api/v1/jobs/{job}", headers=auth("ks_" + "x" * 43)).status_code == 401
+    assert client.get(f"/api/v1/jobs/{job}").status_code == 401
+    missing = client.get("/api/v1/jobs/J-99999999", headers=auth(tokens["advisor"]))
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    # The reads hand their connections back out of autocommit: a report's write is still one transaction.
+    again = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
+    assert again.status_code == 201 and again.json()["job"]["demand_count"] == 3
