@@ -120,6 +120,7 @@ async def open_async_pool() -> AsyncConnectionPool:
         at = returned.get(conn)
         if at is not None and time.monotonic() - at >= s.db_ping_idle_seconds:
             await conn.execute("SELECT 1")
+            await conn.commit()  # handed out idle, as a connection that was not pinged is
 
     pool = AsyncConnectionPool(
         s.database_url.replace("postgresql+psycopg://", "postgresql://", 1), min_size=1, max_size=s.db_pool_size,

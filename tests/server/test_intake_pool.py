@@ -119,7 +119,7 @@ def test_the_reporters_contact_and_its_messages_ride_on_the_intake(live, db):
     r = client.post("/api/v1/reports", json=report(lat, lon, contact=contact), headers=auth(tokens["advisor"]))
     assert r.status_code == 201, r.text
     ref = r.json()["reference"]
-    assert "ada" not in r.text.lower()  # never in the answer
+    assert "ada.pool" not in r.text.lower() and "900456" not in r.text  # never in the answer
     c = db.execute(text("SELECT c.id, c.email, c.phone, c.notify, c.consent_at IS NOT NULL, c.channel "
                         "FROM reporter_contacts c JOIN reports r ON r.id = c.report_id WHERE r.reference = :r"),
                    {"r": ref}).one()
@@ -194,6 +194,23 @@ def test_the_wake_ups_are_sent_after_the_report_commits(live, db):
         "sla_set"
 
 
+def test_a_pinged_connection_is_handed_out_idle_to_the_page_and_the_intake(live, db, monkeypatch):
+    """A connection idle for db_ping_idle_seconds is pinged before use; the ping leaves no transaction open
+    (the page's autocommit could not be set on one, and a report would run inside it)."""
+    from server.config import get_settings
+
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    monkeypatch.setattr(get_settings(), "db_ping_idle_seconds", 0)  # every checkout is pinged
+    a = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
+    assert a.status_code == 201, a.text
+    for _ in range(3):
+        r = client.get(f"/api/v1/jobs/{a.json()['job']['reference']}", headers=auth(tokens["advisor"]))
+        assert r.status_code == 200, r.text
+    again = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
+    assert again.status_code == 201 and again.json()["job"]["demand_count"] == 2
+
+
 def test_the_job_page_is_read_on_the_pool_and_is_the_sessions_page(live, db):
     """GET /api/v1/jobs/{reference} in a running API reads on the async pool; its page is the one the session
     path builds (tests/server/test_job_page.py holds that one to the ORM's page), refusals included."""
@@ -229,11 +246,13 @@ def test_the_job_page_is_read_on_the_pool_and_is_the_sessions_page(live, db):
     assert "reporter" in client.get(f"/api/v1/jobs/{job}", headers=auth(tokens["advisor"])).json()["reports"][0]
     # Refusals: the same problems as on the session path.
     other = client.get(f"/api/v1/jobs/{job}", headers=auth(tokens["contractor"]))
-    assert other.status_code == 404 and other.json()["code"] == "job-not-found"
+    assert other.status_code == 404 and other.json()["type"].endswith("/job-not-found")
     assert client.get(f"/api/v1/jobs/{job}", headers=auth("ks_" + "x" * 43)).status_code == 401
     assert client.get(f"/api/v1/jobs/{job}").status_code == 401
     missing = client.get("/api/v1/jobs/J-99999999", headers=auth(tokens["advisor"]))
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    refused = client.get("/api/v1/jobs/J-1%00", headers=auth(tokens["advisor"]))  # a value PostgreSQL refuses
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/invalid-value")
     # The reads hand their connections back out of autocommit: a report's write is still one transaction.
     again = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
     assert again.status_code == 201 and again.json()["job"]["demand_count"] == 3

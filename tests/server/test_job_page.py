@@ -233,8 +233,9 @@ def test_floats_and_datetimes_in_the_arrays_are_written_as_python_writes_them(db
 
 @pytest.mark.commits
 def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prepared_db):
-    """Without the tests' session: the read takes a connection of the engine's pool in autocommit (one round
-    trip: no BEGIN, no COMMIT), and the connection goes back to the pool as it was."""
+    """Without the tests' session and without the async pool (an app run without its lifespan: the API's own
+    runs read on the pool, tests/server/test_intake_pool.py): the read takes a connection of the engine's pool
+    in autocommit (one round trip: no BEGIN, no COMMIT), and the connection goes back to the pool as it was."""
     from fastapi.testclient import TestClient
 
     from server.db import get_engine, new_session
@@ -258,6 +259,7 @@ def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prep
                 "answers": {"fault": "out"}, "description": "Lamp out"})
             assert r.status_code == 201, r.text
             ref = r.json()["job"]["reference"]
+            pool, client.app.state.intake_pool = client.app.state.intake_pool, None  # the engine's path
             pages = []
             event.listen(get_engine(), "checkout", checkout)
             try:
@@ -276,6 +278,7 @@ def test_on_its_own_engine_the_page_is_one_round_trip_outside_a_transaction(prep
                 bad = client.get("/api/v1/jobs/J-1%00", headers=auth(advisor))
             finally:
                 event.remove(get_engine(), "checkout", note)
+                client.app.state.intake_pool = pool
         assert bad.status_code == 422 and bad.json()["type"].endswith("/invalid-value")
         assert len(used) == 1 and used[0].autocommit is False and used[0].info.transaction_status.name == "IDLE"
         assert [p.status_code for p in pages] == [200] * 7
