@@ -19,10 +19,10 @@ ran the IMMUTABLE SQL function through its SQL-function executor, parsing and pl
 of kerbside_intake's time). It pads with lpad instead, and kerbside_intake takes the sequence numbers into a
 variable first (a volatile argument used twice cannot be inlined either).
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from server.migrations.earlier import migration
 
 revision = '0005_intake_plans'
 down_revision = '0004_intake'
@@ -175,11 +175,7 @@ $fn$;
 
 
 def _previous():
-    path = Path(__file__).with_name('0004_intake_function.py')
-    spec = importlib.util.spec_from_file_location('kerbside_migration_0004', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return migration('0004_intake_function.py')
 
 
 def upgrade() -> None:

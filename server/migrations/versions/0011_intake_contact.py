@@ -11,10 +11,10 @@ last_name, email, phone, notify, consent, token: the unsubscribe token, kinds: t
 sms_due: when a text may be sent), so such a report costs the same two round trips as any other. The result
 gains `contact_id`. Everything else is 0005's function unchanged.
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from server.migrations.earlier import migration
 
 revision = '0011_intake_contact'
 down_revision = '0010_road_network'
@@ -91,11 +91,7 @@ RESULT_AFTER = ("  RETURN jsonb_build_object('report_id', r_id, 'job_id', j.id, 
 
 
 def _previous():
-    path = Path(__file__).with_name('0005_intake_plans.py')
-    spec = importlib.util.spec_from_file_location('kerbside_migration_0005', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return migration('0005_intake_plans.py')
 
 
 def intake() -> str:

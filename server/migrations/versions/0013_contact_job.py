@@ -15,11 +15,11 @@ erase by phone read its leading column), and the index on created_at goes: the h
 the table instead, so a contact costs the intake as many index entries as before, five. Everything else in
 kerbside_intake is 0011's, unchanged.
 """
-import importlib.util
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
+
+from server.migrations.earlier import migration
 
 revision = '0013_contact_job'
 down_revision = '0012_layer_extents'
@@ -44,11 +44,7 @@ INSERT_AFTER = """    INSERT INTO reporter_contacts (report_id, job_id, channel,
 
 
 def _previous():
-    path = Path(__file__).with_name('0011_intake_contact.py')
-    spec = importlib.util.spec_from_file_location('kerbside_migration_0011', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return migration('0011_intake_contact.py')
 
 
 def intake() -> str:
