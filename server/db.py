@@ -101,6 +101,13 @@ async def get_session() -> AsyncIterator[Session]:
             session.close()
 
 
+def async_pool_for(request) -> AsyncConnectionPool | None:
+    """The API's async pool for this request; None in an app run without its lifespan, or whose sessions are
+    overridden (the test suite's rollback-per-test), where the request's session is used instead."""
+    pool = getattr(request.app.state, "intake_pool", None)
+    return pool if pool is not None and get_session not in request.app.dependency_overrides else None
+
+
 async def open_async_pool() -> AsyncConnectionPool:
     """The API process's psycopg 3 async pool, for the busiest write (report intake, server/reports/service.py)
     and the busiest read (the job page, server/jobs/page.py).

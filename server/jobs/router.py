@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from server.assets.models import Asset
 from server.areas.models import Area
 from server.auth.models import ROLES
-from server.db import get_session
+from server.db import async_pool_for
 from server.deps import Caller, CurrentUser, SessionDep, authenticated_in_handler
 from server.errors import DomainError
 from server.geo import WGS84
@@ -92,8 +92,8 @@ async def get_job(reference: str, request: Request, session: SessionDep) -> Resp
     # on the API's async pool (no thread, no ORM); on a connection of the session's engine, without beginning
     # the session, in an app run without its lifespan or whose sessions are overridden (the test suite's).
     caller = Caller.from_request(request, ROLES)
-    pool = getattr(request.app.state, "intake_pool", None)
-    if pool is not None and get_session not in request.app.dependency_overrides:
+    pool = async_pool_for(request)
+    if pool is not None:
         body = await page.job_page_json_async(pool, caller, reference)
     else:
         body = await run_in_threadpool(page.job_page_json, session, caller, reference)

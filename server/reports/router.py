@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
 from server.config import get_settings
-from server.db import get_session
+from server.db import async_pool_for
 from starlette.concurrency import run_in_threadpool
 
 from server.deps import (Caller, CurrentUser, Principal, SessionDep, authenticate, authenticated_in_handler,
@@ -50,8 +50,8 @@ async def create_report(request: Request, session: SessionDep):
     # lifespan, or whose sessions are overridden, as the test suite's rollback-per-test does) takes the same use
     # case on the request's session, through the thread pool.
     payload = json_body(request, await request.body())
-    pool = getattr(request.app.state, "intake_pool", None)
-    if pool is not None and get_session not in request.app.dependency_overrides:
+    pool = async_pool_for(request)
+    if pool is not None:
         try:
             data = validated(ReportIn, payload)
         except RequestValidationError:
