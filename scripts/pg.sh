@@ -121,5 +121,6 @@ case "${1:-}" in
   createdb) createdb_ "${2:?database name}" ;;
   dropdb) psql_admin -d postgres -c "DROP DATABASE IF EXISTS \"${2:?database name}\" WITH (FORCE)" >/dev/null ;;
   url) url_for "${2:-kerbside}" ;;
-  *) die "usage: scripts/pg.sh start|stop|restart|createdb NAME|dropdb NAME|url NAME" ;;
+  checkpoint) psql_admin -d postgres -c CHECKPOINT >/dev/null ;;  # benches: start each phase from a checkpoint
+  *) die "usage: scripts/pg.sh start|stop|restart|createdb NAME|dropdb NAME|url NAME|checkpoint" ;;
 esac

@@ -44,6 +44,18 @@ class ReporterContact(Base):
     )
 
 
+class ReceivedQueue(Base):
+    """A contact whose "received" messages the outbox worker has still to write (server/notifications/received.py).
+
+    Written by kerbside_intake in the report's transaction: one narrow row rather than an outbox row per kind.
+    No foreign keys: a row lives seconds, and the intake would pay two index probes and row locks to check them.
+    """
+
+    __tablename__ = "received_queue"
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 class ContactAccess(Base):
     """One read, erase or unsubscribe of a contact: who, what, when (the audit trail)."""
 

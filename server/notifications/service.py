@@ -1,8 +1,9 @@
 """Queueing the messages each job change sends to the people who reported the job.
 
 Everything here runs in the caller's transaction: messages are queued only if the job change commits. A
-report's own contact and its "received" messages are written by kerbside_intake in the report's round trip
-(migration 0011; server/reports/service.py builds its `contact` member).
+report's own contact and its queued "received" messages are written by kerbside_intake in the report's round
+trip (migrations 0011 and 0014; server/reports/service.py builds its `contact` member); the outbox worker, or the
+job's next change, turns the queue row into outbox rows (server/notifications/received.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.config import get_settings
 from server.jobs.models import Job, JobEvent
-from server.notifications import quiet
+from server.notifications import quiet, received
 from server.notifications.templates import event_template
 from server.outbox.models import OutboxMessage
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
@@ -94,5 +95,7 @@ def _message(job_id: int, contact_id: int, report_ref: str, template: str, kind:
 def _enqueue(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
+    # A reporter hears "received" before anything later: the job's queued acknowledgements go first.
+    received.for_job(session, rows[0]["job_id"])
     session.execute(insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"]))
     session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

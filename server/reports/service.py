@@ -29,7 +29,6 @@ from server.jobs import sla
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import append_event, iso
 from server.jobs.transitions import risk_at_for, set_due
-from server.notifications import quiet
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
 from server.reports.schemas import ReportIn
 
@@ -307,7 +306,7 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
             "runner_up_distance_m": runner.distance_m if runner else None,
             "snap_confidence": snap.confidence if snap else None, "ward_id": place.ward_id,
             "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
-        "contact": _contact(data.contact, now) if data.contact is not None else None,
+        "contact": _contact(data.contact) if data.contact is not None else None,
     })}
     answer = written["answer"]
     if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
@@ -315,15 +314,12 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
     return Outcome(answer, written=written)
 
 
-def _contact(contact, now: datetime) -> dict:
-    """kerbside_intake's `contact` member: the reporter's contact, its unsubscribe token, and what to queue."""
-    kinds = list(contact.kinds())
-    s = get_settings()
+def _contact(contact) -> dict:
+    """kerbside_intake's `contact` member: the reporter's contact, its unsubscribe token, and the kinds
+    it chose (kerbside_intake queues its "received" messages when there are any)."""
     return {"first_name": contact.first_name, "last_name": contact.last_name, "email": contact.email,
             "phone": contact.phone, "notify": contact.notify, "consent": contact.consent,
-            "token": secrets.token_urlsafe(24), "kinds": kinds,
-            "sms_due": (quiet.next_allowed(now, s.notify_quiet_start, s.notify_quiet_end, s.timezone)
-                        if "sms" in kinds else None)}
+            "token": secrets.token_urlsafe(24), "kinds": list(contact.kinds())}
 
 
 def _json(value) -> str:

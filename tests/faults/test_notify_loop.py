@@ -36,8 +36,8 @@ NEVER_QUIET = {"KERBSIDE_NOTIFY_QUIET_START": "00:00", "KERBSIDE_NOTIFY_QUIET_EN
 class Loop:
     """Handles on the running processes."""
 
-    def __init__(self, tmp, api_url, quiet_url, notify_url, notify, tokens, running, sim_url):
-        self.tmp, self.api_url, self.quiet_url, self.notify_url = tmp, api_url, quiet_url, notify_url
+    def __init__(self, tmp, api_url, notify_url, notify, tokens, running, sim_url):
+        self.tmp, self.api_url, self.notify_url = tmp, api_url, notify_url
         self.sim_url = sim_url
         self.notify, self.tokens, self.running = notify, tokens, running
 
@@ -93,8 +93,8 @@ class Loop:
 @pytest.fixture(scope="module")
 def loop(prepared_db, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("notify-loop")
-    api_port, quiet_port, notify_port, sim_port = free_port(), free_port(), free_port(), free_port()
-    api_url, quiet_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{quiet_port}"
+    api_port, notify_port, sim_port = free_port(), free_port(), free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
     notify_url = f"http://127.0.0.1:{notify_port}"
     s = get_settings()
     with new_session() as db:
@@ -103,7 +103,8 @@ def loop(prepared_db, tmp_path_factory):
         c.config = {**c.config, "base_url": f"http://127.0.0.1:{sim_port}", "poll": False, "timeout_s": 2.0}
         db.commit()
         cfg = dict(c.config)
-    # A quiet window around now (local time) for the second API: texts it queues wait for the window's end.
+    # A quiet window around now (local time) for a worker of the quiet-hours test: texts it writes wait for
+    # the window's end.
     local = datetime.now(ZoneInfo(s.timezone))
     quiet = {"KERBSIDE_NOTIFY_QUIET_START": (local - timedelta(hours=1)).strftime("%H:%M"),
              "KERBSIDE_NOTIFY_QUIET_END": (local + timedelta(hours=2)).strftime("%H:%M")}
@@ -117,20 +118,20 @@ def loop(prepared_db, tmp_path_factory):
         "NOTIFY_SIM_LOG": str(tmp / "notify-messages.jsonl")})
     try:
         api = running.add(procs.api(api_port, tmp / "api.log", NEVER_QUIET)).start()
-        quiet_api = running.add(procs.api(quiet_port, tmp / "quiet-api.log", quiet)).start()
         running.add(procs.simulator(sim_port, tmp / "sim.log", {
             "SIM_API_KEY": cfg["api_key"], "SIM_SECRET": cfg["webhook_secret"], "SIM_STEP_SECONDS": "0",
             "SIM_CALLBACK_URL": api_url, "SIM_CALLBACK_PATH": f"/api/v1/contractors/{CONTRACTOR}/webhook",
             "SIM_SEED": "23", "SIM_REF_PREFIX": "N" + uuid.uuid4().hex[:6].upper()})).start()
         running.add(notify).start()
-        running.add(procs.worker(tmp / "worker.log", {**NEVER_QUIET, "KERBSIDE_NOTIFY_BASE_URL": notify_url,
-                                                     "KERBSIDE_PUBLIC_BASE_URL": api_url})).start()
+        worker_env = {**NEVER_QUIET, "KERBSIDE_NOTIFY_BASE_URL": notify_url, "KERBSIDE_PUBLIC_BASE_URL": api_url}
+        worker = running.add(procs.worker(tmp / "worker.log", worker_env)).start()
         procs.wait_up(api, api_url + "/healthz", ok=(200,))
-        procs.wait_up(quiet_api, quiet_url + "/healthz", ok=(200,))
         procs.wait_up(notify, notify_url + "/_control/messages", ok=(200,))
-        handle = Loop(tmp, api_url, quiet_url, notify_url, notify,
+        handle = Loop(tmp, api_url, notify_url, notify,
                       {role: secret for role, (_, secret) in made.items()}, running, f"http://127.0.0.1:{sim_port}")
         handle.quiet_end = quiet["KERBSIDE_NOTIFY_QUIET_END"]
+        handle.worker, handle.quiet_worker = worker, running.add(procs.worker(tmp / "quiet-worker.log",
+                                                                              {**worker_env, **quiet}))
         yield handle
     finally:
         running.stop_all()
@@ -188,18 +189,26 @@ def test_reporters_hear_received_then_fixed_and_the_status_page_agrees(loop):
 def test_a_text_in_quiet_hours_waits_and_the_email_does_not(loop):
     light = free_street_light()
     address, phone = _addr("quiet"), _phone()
-    r = loop.report({"email": address, "phone": phone, "notify": "both", "consent": True}, light, loop.quiet_url)
-    procs.until(lambda: loop.to(address), 30, "the email, sent at once")
-    time.sleep(1.5)  # several worker passes: the text is not due
-    assert loop.to(phone) == []
+    # The worker writes a report's messages and holds texts: during this test it runs in a quiet window.
+    loop.worker.stop()
+    loop.quiet_worker.start()
+    try:
+        r = loop.report({"email": address, "phone": phone, "notify": "both", "consent": True}, light)
+        procs.until(lambda: loop.to(address), 30, "the email, sent at once")
+        time.sleep(1.5)  # several worker passes: the text is not due
+        assert loop.to(phone) == []
+        with new_session() as db:
+            row = db.scalar(select(OutboxMessage).where(OutboxMessage.destination == "notify:sms",
+                                                        OutboxMessage.payload["report"].astext == r["reference"]))
+            assert row.state == "pending" and row.attempts == 0
+            local = row.next_attempt_at.astimezone(ZoneInfo(get_settings().timezone))
+            assert local.strftime("%H:%M") == loop.quiet_end and local.second == 0
+    finally:
+        loop.quiet_worker.stop()
+        loop.worker.start()
     with new_session() as db:
-        row = db.scalar(select(OutboxMessage).where(OutboxMessage.destination == "notify:sms",
-                                                    OutboxMessage.payload["report"].astext == r["reference"]))
-        assert row.state == "pending" and row.attempts == 0
-        local = row.next_attempt_at.astimezone(ZoneInfo(get_settings().timezone))
-        assert local.strftime("%H:%M") == loop.quiet_end and local.second == 0
         # The quiet hours end (the clock reaching the window's end, brought forward): the text goes.
-        row.next_attempt_at = datetime.now(timezone.utc)
+        db.get(OutboxMessage, row.id).next_attempt_at = datetime.now(timezone.utc)
         db.execute(text("NOTIFY kerbside_outbox"))
         db.commit()
     procs.until(lambda: loop.to(phone), 30, "the text after the quiet hours")

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from server.notifications import received
 from tests.conftest import auth
 
 pytestmark = pytest.mark.commits
@@ -124,6 +125,10 @@ def test_the_reporters_contact_and_its_messages_ride_on_the_intake(live, db):
                         "FROM reporter_contacts c JOIN reports r ON r.id = c.report_id WHERE r.reference = :r"),
                    {"r": ref}).one()
     assert tuple(c)[1:] == ("ada.pool@example.org", "07700900456", "both", True, "contact_centre")
+    assert db.execute(text("SELECT contact_id FROM received_queue WHERE contact_id = :c"), {"c": c.id}).all() == [(c.id,)]
+    # What the outbox worker does before each delivery run; its transaction, still open, holds the job's key
+    # (the outbox rows refer to it) and a report joining the job does not wait for it.
+    received.write_queued(db)
     msgs = db.execute(text("SELECT destination, topic, payload->>'contact_id', payload->>'report' FROM outbox_messages "
                            "WHERE idempotency_key LIKE :k ORDER BY id"), {"k": f"notify:received:{ref}:%"}).all()
     assert [tuple(m) for m in msgs] == [("notify:email", "received", str(c.id), ref),

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 from server.deps import Principal
 from server.jobs.models import Job, JobEvent
 from server.jobs.transitions import move
-from server.notifications import contacts
-from server.notifications.models import Chaser, ContactAccess, Notification, ReporterContact
+from server.notifications import contacts, received
+from server.notifications.models import Chaser, ContactAccess, Notification, ReceivedQueue, ReporterContact
 from server.outbox.models import OutboxMessage
 from server.reports.models import Report
 from tests.conftest import auth
@@ -61,15 +61,47 @@ def test_report_with_contact_keeps_it_apart_and_queues_received(db, client, toke
     assert (c.email, c.phone, c.notify, c.channel) == ("pat.caller@example.org", "07700900123", "both",
                                                        "contact_centre")
     assert c.consent_at is not None and len(c.unsubscribe_token) >= 30
-    rows = _notify_rows(db, report.job_id)
-    assert [(m.destination, m.topic) for m in rows] == [("notify:email", "received"), ("notify:sms", "received")]
-    assert all("pat" not in str(m.payload) and "07700" not in str(m.payload) for m in rows)
+    # The intake queues the acknowledgement as one row; the outbox worker writes its messages.
+    assert _queued(db, report.job_id) == [c.id] and _notify_rows(db, report.job_id) == []
     # A retry is the same report: answered as before, nothing stored or queued twice.
     again = client.post("/api/v1/reports", json=body, headers=auth(tokens["advisor"]))
     assert again.status_code == 200 and again.json()["reference"] == report.reference
     assert db.scalar(select(func.count()).select_from(ReporterContact)
                      .where(ReporterContact.report_id == report.id)) == 1
+    assert _queued(db, report.job_id) == [c.id]
+    assert received.write_queued(db) >= 1
+    rows = _notify_rows(db, report.job_id)
+    assert [(m.destination, m.topic) for m in rows] == [("notify:email", "received"), ("notify:sms", "received")]
+    assert [m.payload for m in rows] == [
+        {"contact_id": c.id, "report": report.reference, "template": "received", "kind": kind}
+        for kind in ("email", "sms")]
+    assert [m.idempotency_key for m in rows] == [f"notify:received:{report.reference}:{k}" for k in ("email", "sms")]
+    assert all("pat" not in str(m.payload) and "07700" not in str(m.payload) for m in rows)
+    # Written once: the queue row is gone, and a second run writes nothing for it.
+    assert _queued(db, report.job_id) == []
+    received.write_queued(db)
     assert len(_notify_rows(db, report.job_id)) == 2
+
+
+def test_a_job_change_writes_its_own_queued_acknowledgements_first_and_the_worker_the_rest(db, client, tokens):
+    post = lambda n, contact: client.post("/api/v1/reports", json=_body(_light(db, 30 + n), contact),  # noqa: E731
+                                          headers=auth(tokens["advisor"])).json()
+    a, b = post(0, CONTACT), post(1, {"email": "bo@example.org", "notify": "email", "consent": True})
+    none = post(2, {"email": "nia@example.org", "notify": "none"})  # no updates wanted: nothing queued
+    job_a, job_b, job_n = (db.scalar(select(Job).where(Job.reference == x["job"]["reference"])) for x in (a, b, none))
+    assert [len(_queued(db, j.id)) for j in (job_a, job_b, job_n)] == [1, 1, 0]
+    assert received.for_job(db, job_a.id) == 2  # an email and a text
+    assert _queued(db, job_a.id) == [] and len(_queued(db, job_b.id)) == 1
+    assert [m.destination for m in _notify_rows(db, job_a.id)] == ["notify:email", "notify:sms"]
+    assert _notify_rows(db, job_b.id) == []
+    received.write_queued(db)
+    assert [(m.destination, m.payload["report"]) for m in _notify_rows(db, job_b.id)] == [("notify:email", b["reference"])]
+    assert _queued(db, job_b.id) == [] and _notify_rows(db, job_n.id) == []
+
+
+def _queued(db, job_id: int) -> list[int]:
+    return list(db.scalars(select(ReceivedQueue.contact_id).where(ReceivedQueue.job_id == job_id)
+                           .order_by(ReceivedQueue.contact_id)))
 
 
 def test_report_without_contact_stores_and_queues_nothing(db, client, tokens):
@@ -161,15 +193,19 @@ def test_status_change_tells_every_reporter_once_duplicates_included(db, client,
     assert second["job"]["attached"] and third["job"]["attached"]
     job = db.scalar(select(Job).where(Job.reference == first["job"]["reference"]))
     assert [c.kind for c in db.scalars(select(Chaser).where(Chaser.job_id == job.id))] == ["repeat_report"]
-    received = [m for m in _notify_rows(db, job.id) if m.topic == "received"]
-    assert len(received) == 5  # each report is acknowledged: 2 + 1 + 2
+    assert len(_queued(db, job.id)) == 3 and _notify_rows(db, job.id) == []  # queued, not written yet
     for status in ("assigned", "accepted", "scheduled", "in_progress", "completed"):
         if status == "assigned":
             job.status = "assigned"
             continue
         move(db, job, status, SUPERVISOR)
     db.flush()
+    # The first message-sending move wrote the queued acknowledgements first: each report is acknowledged
+    # (2 + 1 + 2), and every "received" goes before any later message of the job.
+    received_rows = [m for m in _notify_rows(db, job.id) if m.topic == "received"]
+    assert len(received_rows) == 5 and _queued(db, job.id) == []
     later = [m for m in _notify_rows(db, job.id) if m.topic != "received"]
+    assert max(m.id for m in received_rows) < min(m.id for m in later)
     assert sorted((m.topic, m.destination) for m in later) == sorted([
         ("scheduled", "notify:email"), ("scheduled", "notify:sms"), ("scheduled", "notify:email"),
         ("fixed", "notify:email"), ("fixed", "notify:sms"), ("fixed", "notify:email")])
@@ -219,6 +255,10 @@ def test_duplicate_and_not_ours_messages_carry_what_the_reporter_needs(db, clien
 def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, client, tokens):
     r = client.post("/api/v1/reports", json=_body(_light(db, 7), CONTACT), headers=auth(tokens["advisor"])).json()
     job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
+    received.write_queued(db)  # this report's messages are written; the next one's are still queued
+    r2 = client.post("/api/v1/reports", json=_body(_light(db, 9), CONTACT), headers=auth(tokens["advisor"])).json()
+    job2 = db.scalar(select(Job).where(Job.reference == r2["job"]["reference"]))
+    assert len(_queued(db, job2.id)) == 1
     events_before = db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id))
     assert contacts.erase_person(db, email="PAT.CALLER@example.org", actor="test") >= 1
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
@@ -238,6 +278,9 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
 
     msg = _notify_rows(db, job.id)[0]
     assert send(db, msg) == {"skipped": "the reporter no longer wants (or can be sent) updates"}
+    # Messages not yet written for the person never will be.
+    received.write_queued(db)
+    assert _queued(db, job2.id) == [] and _notify_rows(db, job2.id) == []
 
 
 def test_retention_sweep_erases_contacts_past_the_period(db, client, tokens, monkeypatch):
@@ -304,6 +347,7 @@ def test_receipts_need_notifys_token_repeat_harmlessly_and_failures_reach_superv
     from server.config import get_settings
 
     r = client.post("/api/v1/reports", json=_body(_light(db, 10), CONTACT), headers=auth(tokens["advisor"])).json()
+    received.write_queued(db)  # the messages written, as the outbox worker does first
     job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
     msg = _notify_rows(db, job.id)[0]
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
@@ -339,6 +383,7 @@ def test_stop_reply_and_unsubscribe_link_end_messages(db, client, tokens):
     from server.config import get_settings
 
     r = client.post("/api/v1/reports", json=_body(_light(db, 11), CONTACT), headers=auth(tokens["advisor"])).json()
+    received.write_queued(db)  # the messages written, as the outbox worker does first
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
                   .where(Report.reference == r["reference"]))
     good = {"Authorization": f"Bearer {get_settings().notify_callback_token}"}

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from server.config import get_settings
+from server.notifications import received
 from server.notifications.models import Notification
 from server.notifications.sender import client as notify_client
 from server.notifications.templates import template_id
@@ -65,6 +66,7 @@ def _messages(sim: str) -> list[dict]:
 def _received(db, client, tokens, contact=CONTACT, n=20) -> tuple[dict, list[OutboxMessage]]:
     r = client.post("/api/v1/reports", json=_body(_light(db, n), contact), headers=auth(tokens["advisor"]))
     assert r.status_code == 201, r.text
+    received.write_queued(db)  # what the outbox worker does before each delivery run
     job_id = db.scalar(select(OutboxMessage.job_id).where(OutboxMessage.payload["report"].astext == r.json()["reference"]))
     return r.json(), _notify_rows(db, job_id)
 
