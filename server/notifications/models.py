@@ -18,9 +18,11 @@ class ReporterContact(Base):
 
     __tablename__ = "reporter_contacts"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), unique=True)
+    # Written only by kerbside_intake, with the report it has just written and the job it holds: no foreign keys
+    # to check in every report's transaction (migration 0015; reports and jobs are never deleted).
+    report_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     # The report's job (a report never changes job): the repeat-contact check probes (email, job) and (phone, job).
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    job_id: Mapped[int] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(32))
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
@@ -28,7 +30,8 @@ class ReporterContact(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     notify: Mapped[str] = mapped_column(String(8))
     consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Only contacts made before migration 0015: a newer contact's link is its id, signed (contacts.link_token).
+    unsubscribe_token: Mapped[str | None] = mapped_column(String(64))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erase_reason: Mapped[str | None] = mapped_column(String(32))
@@ -41,6 +44,8 @@ class ReporterContact(Base):
         Index("ix_reporter_contacts_phone_job", "phone", "job_id", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_email_job", text("lower(email)"), "job_id", postgresql_where="erased_at IS NULL"),
         Index("ix_reporter_contacts_follows", "follows_job_id", postgresql_where="follows_job_id IS NOT NULL"),
+        Index("uq_reporter_contacts_unsubscribe_token", "unsubscribe_token", unique=True,
+              postgresql_where="unsubscribe_token IS NOT NULL"),
     )
 
 

@@ -116,7 +116,7 @@ def status_page(reference: str, session: SessionDep, lang: str = Lang) -> HTMLRe
 def _token_report(session, token: str) -> str | None:
     return session.scalar(select(Report.reference).join(
         contacts.ReporterContact, contacts.ReporterContact.report_id == Report.id)
-        .where(contacts.ReporterContact.unsubscribe_token == token[:64]))
+        .where(contacts.by_token(token)))
 
 
 @router.get("/u/{token}", response_class=HTMLResponse, summary="Public: the unsubscribe page of a message")
@@ -136,7 +136,7 @@ def unsubscribe_page(token: str, session: SessionDep, lang: str = Lang) -> HTMLR
 def unsubscribe(token: str, session: SessionDep, lang: str = Lang) -> HTMLResponse:
     """Stop every message about this report to this reporter (the one-click body is not needed)."""
     m = catalogue(lang)
-    c = contacts.unsubscribe_token(session, token[:64])
+    c = contacts.unsubscribe_token(session, token)
     if c is None:
         return _page(m["unsubscribe_unknown"], f"<h1>{escape(m['unsubscribe_unknown'])}</h1>", lang, 404)
     ref = session.scalar(select(Report.reference).where(Report.id == c.report_id))

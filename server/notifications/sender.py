@@ -19,6 +19,7 @@ from server.jobs import sla
 from server.jobs.models import Job
 from server.jobs.service import append_event
 from server.notifications import quiet, templates
+from server.notifications.contacts import token_of
 from server.notifications.models import Notification, ReporterContact
 from server.notifications.service import kinds_of
 from server.outbox.models import OutboxMessage
@@ -44,7 +45,7 @@ def personalisation(session: Session, job: Job, contact: ReporterContact, payloa
     base = s.public_base_url.rstrip("/")
     return {"reference": payload["report"], "job_reference": job.reference, "category": category,
             "street": job.street or "the place you showed us", "promised_date": promised,
-            "status_url": f"{base}/r/{payload['report']}", "unsubscribe_url": f"{base}/u/{contact.unsubscribe_token}",
+            "status_url": f"{base}/r/{payload['report']}", "unsubscribe_url": f"{base}/u/{token_of(contact)}",
             "other_reference": payload.get("other_reference", ""), "who_to_contact": payload.get("who_to_contact", "")}
 
 

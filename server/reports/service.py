@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import zlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -315,11 +314,11 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
 
 
 def _contact(contact) -> dict:
-    """kerbside_intake's `contact` member: the reporter's contact, its unsubscribe token, and the kinds
-    it chose (kerbside_intake queues its "received" messages when there are any)."""
+    """kerbside_intake's `contact` member: the reporter's contact and the kinds it chose (kerbside_intake queues
+    its "received" messages when there are any). No unsubscribe token: the link is the contact's id, signed."""
     return {"first_name": contact.first_name, "last_name": contact.last_name, "email": contact.email,
             "phone": contact.phone, "notify": contact.notify, "consent": contact.consent,
-            "token": secrets.token_urlsafe(24), "kinds": list(contact.kinds())}
+            "kinds": list(contact.kinds())}
 
 
 def _json(value) -> str:

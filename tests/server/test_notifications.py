@@ -60,7 +60,9 @@ def test_report_with_contact_keeps_it_apart_and_queues_received(db, client, toke
     c = db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
     assert (c.email, c.phone, c.notify, c.channel) == ("pat.caller@example.org", "07700900123", "both",
                                                        "contact_centre")
-    assert c.consent_at is not None and len(c.unsubscribe_token) >= 30
+    # Nothing random stored for the unsubscribe link: it is the contact's id, signed.
+    assert c.consent_at is not None and c.unsubscribe_token is None
+    assert contacts.token_of(c) == contacts.link_token(c.id) and contacts.token_of(c).startswith(f"{c.id}.")
     # The intake queues the acknowledgement as one row; the outbox worker writes its messages.
     assert _queued(db, report.job_id) == [c.id] and _notify_rows(db, report.job_id) == []
     # A retry is the same report: answered as before, nothing stored or queued twice.
@@ -158,13 +160,13 @@ def test_a_repeat_contact_is_the_same_email_in_any_case_or_the_same_phone_on_the
         return db.scalar(select(func.count()).select_from(Chaser).join(Job, Job.id == Chaser.job_id)
                          .where(Job.reference == job_ref, Chaser.kind == "repeat_report"))
 
-    kim = {"first_name": "Kim", "phone": "07700 900777", "notify": "sms", "consent": True}
+    kim = {"first_name": "Kim", "phone": "07700 900787", "notify": "sms", "consent": True}
     first = report(light, kim)
     job = first["job"]["reference"]
     # Kim on another job is not a repeat of this one.
     assert chasers(report(elsewhere, kim)["job"]["reference"]) == 0
     # The same phone written another way, with an email this time: a repeat.
-    assert report(light, {"email": "kim@example.org", "phone": "+44 7700 900777", "notify": "email",
+    assert report(light, {"email": "kim@example.org", "phone": "+44 7700 900787", "notify": "email",
                           "consent": True})["job"]["reference"] == job
     assert chasers(job) == 1
     # That email in other capitals, no phone: a repeat.
@@ -174,8 +176,8 @@ def test_a_repeat_contact_is_the_same_email_in_any_case_or_the_same_phone_on_the
     report(light, {"email": "lee@example.org", "phone": "07700 900778", "notify": "both", "consent": True})
     assert chasers(job) == 2
     # Once Kim is erased, nobody on the job has Kim's details: the same phone again is a first contact.
-    assert contacts.erase_person(db, phone="07700 900777") == 3
-    report(light, {"first_name": "Kim", "phone": "07700900777", "notify": "sms", "consent": True})
+    assert contacts.erase_person(db, phone="07700 900787") == 3
+    report(light, {"first_name": "Kim", "phone": "07700900787", "notify": "sms", "consent": True})
     assert chasers(job) == 2
     # Each contact carries its report's job.
     pairs = db.execute(select(ReporterContact.job_id, Report.job_id).join(Report, Report.id == ReporterContact.report_id)
@@ -396,15 +398,28 @@ def test_stop_reply_and_unsubscribe_link_end_messages(db, client, tokens):
     # The link in an email: a GET shows a button and changes nothing; the POST ends the messages.
     c.unsubscribed_at = None
     db.flush()
-    page = client.get(f"/u/{c.unsubscribe_token}")
+    link = contacts.token_of(c)
+    # A forged link (this contact's id, another signature; another contact's signature) finds nobody.
+    other = contacts.link_token(c.id + 1).split(".", 1)[1]
+    for forged in (f"{c.id}.{'A' * 32}", f"{c.id}.{other}", f"0{link}", f"{link}x"):
+        assert client.get(f"/u/{forged}").status_code == 404
+        assert client.post(f"/u/{forged}").status_code == 404
+    page = client.get(f"/u/{link}")
     assert page.status_code == 200 and "<form" in page.text and r["reference"] in page.text
     db.refresh(c)
     assert c.unsubscribed_at is None
-    done = client.post(f"/u/{c.unsubscribe_token}", content=b"List-Unsubscribe=One-Click")
+    done = client.post(f"/u/{link}", content=b"List-Unsubscribe=One-Click")
     assert done.status_code == 200 and r["reference"] in done.text
     db.refresh(c)
     assert c.unsubscribed_at is not None
     assert client.post("/u/not-a-token").status_code == 404
+    # A link sent before migration 0015 carries the random token stored then, and still works.
+    c.unsubscribed_at, c.unsubscribe_token = None, "Zq3v9X_legacy-token-made-before-0015_aB"
+    db.flush()
+    assert client.get(f"/u/{c.unsubscribe_token}").status_code == 200
+    assert client.post(f"/u/{c.unsubscribe_token}").status_code == 200
+    db.refresh(c)
+    assert c.unsubscribed_at is not None and contacts.token_of(c) == c.unsubscribe_token
     job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
     from server.notifications.sender import send
 

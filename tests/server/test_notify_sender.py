@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from server.config import get_settings
 from server.notifications import received
-from server.notifications.models import Notification
+from server.notifications.models import Notification, ReporterContact
 from server.notifications.sender import client as notify_client
 from server.notifications.templates import template_id
 from server.outbox.models import OutboxMessage
@@ -85,6 +85,12 @@ def test_received_email_and_text_reach_notify_and_are_recorded(db, client, token
         Notification.outbox_id.in_([m.id for m in rows])))}
     assert set(recorded) == {m["id"] for m in sent}
     assert {n.reference for n in recorded.values()} == {f"kerbside-{m.id}" for m in rows} == {m["reference"] for m in sent}
+    # The one-click link Notify put in the email ends this reporter's messages (RFC 8058: a POST).
+    path = "/u/" + email["one_click_unsubscribe_url"].split("/u/", 1)[1]
+    assert client.post(path, content=b"List-Unsubscribe=One-Click").status_code == 200
+    contact = db.get(ReporterContact, rows[0].payload["contact_id"])
+    db.refresh(contact)
+    assert contact.unsubscribed_at is not None
 
 
 def test_a_wrong_key_is_refused_by_notify_and_the_message_goes_to_the_dead_list(db, client, tokens, sim, monkeypatch):
