@@ -13,9 +13,12 @@ only in the body's `contact`:
   on the same key of the phone index.
 One API serves the whole run; after a warm-up of each, the phases run in short slices, round after round, the
 rounds rotating which goes first, so a drift of the machine or of the growing tables falls on all three alike
-(the written tables are vacuumed and a checkpoint taken before the run). The goal (issue 14): notifications add at most 5 % to the intake's cost,
-read as the pooled throughput ratio (contact / plain) ≥ 0.95, with CPU per request (API + PostgreSQL) beside
-it; `same` is reported beside it.
+(the written tables are vacuumed and a checkpoint taken before the run). Then the same three on one connection,
+in short alternating slices: the time per report with nothing else in flight, the API's and PostgreSQL's work
+for it and its commit, with no queueing in it (the figure least moved by the machine's noise).
+The goal (issue 14): notifications add at most 5 % to the intake's cost, read as the pooled throughput ratio
+(contact / plain) ≥ 0.95 and as the time per report on one connection (contact / plain ≤ 1.05), with CPU per
+request (API + PostgreSQL) beside them; `same` is reported beside them.
 The section "Notifications' cost to the intake" in bench/RESULTS.md is replaced by this run's.
 """
 from __future__ import annotations
@@ -118,7 +121,7 @@ def _write_queued(engine) -> dict:
     return {"contacts": contacts, "rows": messages() - before, "seconds": seconds}
 
 
-def _section(command: str, info: dict, cfg: dict, rows: list[tuple[int, dict]], queued: dict) -> str:
+def _section(command: str, info: dict, cfg: dict, rows: list[tuple[int, dict]], queued: dict, solo: dict) -> str:
     per = queued["seconds"] * 1000 / queued["contacts"] if queued["contacts"] else 0.0
     def pooled(name):
         ps = [r[name] for _, r in rows]
@@ -160,6 +163,19 @@ def _section(command: str, info: dict, cfg: dict, rows: list[tuple[int, dict]], 
               f"CPU per report (API + PostgreSQL) with / without: {cost:.3f}. One reporter for every report: "
               f"{same:.3f} ({(1 / same - 1) * 100:+.1f} %). Round by round, contact / plain ran from "
               f"{per_round[0]:.3f} to {per_round[-1]:.3f}, median {middle:.3f}.", ""]
+
+    def each(name):  # ms per report on one connection, pooled over the rounds
+        return sum(p.raw["duration_us"] for p in solo[name]) / 1e3 / sum(p.requests for p in solo[name])
+
+    one = {n: each(n) for n in PHASES}
+    solo_ratio = one["contact"] / one["plain"]
+    paired = sorted(c.raw["duration_us"] / c.requests / (p.raw["duration_us"] / p.requests)
+                    for c, p in zip(solo["contact"], solo["plain"]))
+    lines += [f"**One report with nothing else in flight** (one connection, {len(solo['plain'])} rounds of "
+              f"{cfg['solo_duration']} s per phase, same API): plain {one['plain']:.2f} ms, contact "
+              f"{one['contact']:.2f} ms, same {one['same']:.2f} ms per report: a contact adds "
+              f"**{(solo_ratio - 1) * 100:+.1f} %** (rounds {paired[0]:.3f} to {paired[-1]:.3f}, median "
+              f"{paired[len(paired) // 2]:.3f}); goal ≤ 5 %: {'met' if solo_ratio <= 1.05 else '**not met**'}.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +193,8 @@ def run(
     connections: Annotated[int, typer.Option(help="concurrent wrk connections", min=1)] = 16,
     workers: Annotated[int, typer.Option(help="uvicorn workers", min=1)] = 2,
     rounds: Annotated[int, typer.Option(help="rounds, rotating which phase goes first", min=1)] = 9,
+    solo_rounds: Annotated[int, typer.Option(help="rounds on one connection", min=1)] = 9,
+    solo_duration: Annotated[int, typer.Option(help="seconds per phase and round on one connection", min=1)] = 5,
     warmup: Annotated[int, typer.Option(help="warm-up seconds per phase, once", min=0)] = 5,
     database: Annotated[str, typer.Option(help="bench database")] = "kerbside_bench_notify",
     reuse: Annotated[bool, typer.Option("--reuse/--fresh", help="reuse the database if it has the assets")] = False,
@@ -201,7 +219,7 @@ def run(
     kw = dict(duration=duration, connections=connections, threads=2, observed_at=observed_at, log=log)
     extras = {"plain": "", "contact": ',"contact":' + json.dumps(CONTACT, separators=(",", ":")),
               "same": ',"contact":' + json.dumps(SAME, separators=(",", ":"))}
-    rows = []
+    rows, solo = [], {}
     _settle(url)
     B.wait_quiet(max_wait=quiet_wait)
     # One API for the whole run, its connections warm, the phases in short interleaved slices: a drift of the
@@ -221,14 +239,26 @@ def run(
                 console.print(f"round {rnd} {name:8} {p.rps:,.0f} req/s  p99 {p.p99:.1f} ms  errors {p.errors}  "
                               f"CPU/req app {p.cpu['app_ms']:.2f} ms, PostgreSQL {p.cpu['db_ms']:.2f} ms")
             rows.append((rnd, measured))
-    if any(not p.valid for _, r in rows for p in r.values()):
+        # The cost of one report with nothing else in flight: one connection, short alternating slices. Time per
+        # report is then the API's and PostgreSQL's work for it plus the commit, with no queueing in it.
+        for rnd in range(1, solo_rounds + 1):
+            k = (rnd - 1) % len(PHASES)
+            for name in PHASES[k:] + PHASES[:k]:
+                p = B.run_wrk(base, "/api/v1/reports", token, coords, **{**kw, "duration": solo_duration,
+                                                                          "connections": 1, "threads": 1},
+                              name=f"{name}-solo", app_pid=pid, extra=extras[name])
+                solo.setdefault(name, []).append(p)
+            console.print(f"one connection, round {rnd}: " + ", ".join(
+                f"{n} {solo[n][-1].raw['duration_us'] / 1e3 / solo[n][-1].requests:.2f} ms" for n in PHASES))
+    if any(not p.valid for _, r in rows for p in r.values()) or any(not p.valid for ps in solo.values() for p in ps):
         console.print(f"[bold red]some responses were not 2xx: not a valid result[/] (see {log})")
         raise typer.Exit(1)
     _settle(url)
     queued = _write_queued(engine)
     section = _section(command, B.machine_info(engine), {"started": started.astimezone(), "assets": assets,
                                                          "connections": connections, "duration": duration,
-                                                         "workers": workers}, rows, queued)
+                                                         "workers": workers, "solo_duration": solo_duration},
+                       rows, queued, solo)
     console.print(section, markup=False, highlight=False)
     if record:
         _record(section)
