@@ -46,7 +46,7 @@ tokens: db
 mobile: install  ## the Kivy field app on this desktop (fake GPS + camera); sign in to a server from `make run`
 	@KIVY_NO_ARGS=1 KERBSIDE_APP_DATA="$${KERBSIDE_APP_DATA:-.data/fieldapp}" $(PY) -m mobile.main
 
-bench: db  ## the whole benchmark (issue 16): intake vs two baselines, snap 1M/10M, reads vs pygeoapi, SLA sweep, field sync, growth curve; rewrites bench/RESULTS.md (~40 min, ~8 GB disk while it runs)
+bench: db  ## the whole benchmark (issue 16): intake vs two baselines, snap 1M/10M, reads vs pygeoapi, SLA sweep, field sync, growth curve; rewrites bench/RESULTS.md (15–40 min on 2 cores, ~8 GB disk while it runs)
 	@test -x .venv-bench/bin/python || python3 -m venv .venv-bench
 	@.venv-bench/bin/pip install -q -r requirements-bench.txt
 	@command -v wrk >/dev/null || { echo "wrk is missing: make install (or apt-get install -y wrk)"; exit 1; }

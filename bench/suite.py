@@ -1,7 +1,7 @@
 """The whole benchmark (issue 16): intake against two baselines, snap at scale, reads (with pygeoapi), the SLA
 sweep, field sync, and the growth curve; rewrites bench/RESULTS.md, bench/growth.json and bench/growth.png.
 
-    .venv/bin/python -m bench.suite run            (what `make bench` runs; about 40 minutes on 2 cores)
+    .venv/bin/python -m bench.suite run            (what `make bench` runs; 15 to 40 minutes on 2 cores)
     .venv/bin/python -m bench.suite run --sizes 20000 --sizes 100000 --main-size 100000 --jobs 50000 \\
         --duration 5 --no-write                    (a quick check of the harness)
 
