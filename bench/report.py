@@ -339,20 +339,25 @@ def notes(r: dict) -> dict[str, list[str]]:
         "one run and missed in another of the same code on a busier machine (git history): near the line, both "
         "are within run-to-run noise.",
     ]
+    if job["p99"] <= 10:
+        job_tail = ", within the line."
+    elif job["p95"] <= 10:
+        job_tail = (", so the line is missed in the last few per cent, where a request waits out the time slices of "
+                    "the other processes on 2 cores (wrk, two API workers, PostgreSQL backends).")
+    else:
+        job_tail = "."
     out["reads"] = [
         "",
         f"**Job by reference.** {job['rps']:.0f} req/s at 16 connections means each request waits behind the "
         f"others: 16 / throughput = {16000 / job['rps']:.0f} ms on average; the median is {job['p50']:.1f} ms and "
-        f"p95 {job['p95']:.1f} ms" + (", within the line." if job["p99"] <= 10 else
-        ", so the line is missed in the last few per cent, where a request waits out the time slices of the other "
-        "processes on 2 cores (wrk, two API workers, PostgreSQL backends)." if job["p95"] <= 10 else ".") + " The page "
-        "is one prepared statement (server/jobs/page.py: the token check, visibility, the job, its timeline, "
-        "reports and photos as JSON made by PostgreSQL), read in autocommit on the API's async psycopg pool (no "
-        "thread, no ORM session) and passed through as bytes; in an A/B run the pool gave ~22 % more throughput "
-        "than the same statement through a thread and SQLAlchemy's pool (app CPU per request 1.47 against 1.80 "
-        "ms on that day's machine), which gave ~5× the ORM page's. What remains is per-request work in uvicorn, psycopg's async protocol "
-        f"and the page's Python ({job['app_ms']:.2f} ms of app CPU and {job['db_ms']:.2f} ms of PostgreSQL per "
-        "request in this run); our ASGI stack adds "
+        f"p95 {job['p95']:.1f} ms{job_tail} The page is one prepared statement (server/jobs/page.py: the token "
+        "check, visibility, the job, its timeline, reports and photos as JSON made by PostgreSQL), read in "
+        "autocommit on the API's async psycopg pool (no thread, no ORM session) and passed through as bytes; in an "
+        "A/B run the pool gave ~22 % more throughput than the same statement through a thread and SQLAlchemy's "
+        "pool (app CPU per request 1.47 against 1.80 ms on that day's machine), which gave ~5× the ORM page's. "
+        "What remains is per-request work in uvicorn, psycopg's async protocol and the page's Python "
+        f"({job['app_ms']:.2f} ms of app CPU and {job['db_ms']:.2f} ms of PostgreSQL per request in this run); our "
+        "ASGI stack adds "
         "~100 µs over a bare FastAPI app on this route (measured in process). What "
         "would move it: more cores (at fixed CPU per request the latency scales with connections / cores), or a "
         "cache per reference invalidated by the job-events NOTIFY.",
