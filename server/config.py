@@ -1,6 +1,7 @@
 """One typed settings class for every Kerbside process (KERBSIDE_* environment variables)."""
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg://kerbside@127.0.0.1:54329/kerbside"
     # Sized to the request threadpool (anyio: 40 threads), so busy workers never churn connections.
     db_pool_size: int = Field(20, ge=1, le=200)
+    # The API's async pool (the intake and the job page run on it, server/db.py open_async_pool): at most this
+    # many connections per API process. Those requests use CPU while they hold one, so more connections than
+    # cores only moves the queue from the pool (an await) into the kernel's run queue, where PostgreSQL
+    # backends and API workers preempt each other: by default one per CPU core, so two workers on two cores
+    # keep four backends busy (bench/RESULTS.md, issue 16: p99 of the job page and PostgreSQL CPU per request).
+    db_async_pool_size: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1, le=200)
     # How long a request waits for a free pooled connection before it is answered 503 (a stalled or
     # overloaded database must not pile up requests without bound).
     db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300)

@@ -130,7 +130,8 @@ async def open_async_pool() -> AsyncConnectionPool:
             await conn.commit()  # handed out idle, as a connection that was not pinged is
 
     pool = AsyncConnectionPool(
-        s.database_url.replace("postgresql+psycopg://", "postgresql://", 1), min_size=1, max_size=s.db_pool_size,
+        s.database_url.replace("postgresql+psycopg://", "postgresql://", 1), min_size=1,
+        max_size=s.db_async_pool_size,
         timeout=s.db_pool_timeout_seconds, open=False, check=_check, reset=_reset, name="intake",
         kwargs={"connect_timeout": 5})
     await pool.open(wait=False)  # a database still starting is waited for by the first request, not here

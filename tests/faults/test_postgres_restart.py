@@ -40,7 +40,7 @@ REPORTS, THREADS = 240, 8
 # and a freeze (SIGSTOP: the server holds its connections and answers nothing, as hung storage would).
 OUTAGES = ("fast", "immediate", "freeze")
 # A small pool with a short wait, so that during the freeze the requests beyond it meet the pool timeout.
-API_POOL = {"KERBSIDE_DB_POOL_SIZE": "2", "KERBSIDE_DB_POOL_TIMEOUT_SECONDS": "2"}
+API_POOL = {"KERBSIDE_DB_POOL_SIZE": "2", "KERBSIDE_DB_ASYNC_POOL_SIZE": "2", "KERBSIDE_DB_POOL_TIMEOUT_SECONDS": "2"}
 LAYERS = ("boundary", "wards", "roads", "grit_bins")
 
 

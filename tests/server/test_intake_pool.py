@@ -199,6 +199,14 @@ def test_the_wake_ups_are_sent_after_the_report_commits(live, db):
         "sla_set"
 
 
+def test_the_pool_is_sized_by_its_own_setting_not_the_sessions(live):
+    from server.config import get_settings
+
+    client, _ = live
+    s = get_settings()
+    assert client.app.state.intake_pool.max_size == s.db_async_pool_size
+
+
 def test_a_pinged_connection_is_handed_out_idle_to_the_page_and_the_intake(live, db, monkeypatch):
     """A connection idle for db_ping_idle_seconds is pinged before use; the ping leaves no transaction open
     (the page's autocommit could not be set on one, and a report would run inside it)."""

@@ -1,6 +1,7 @@
 """Settings refuse unsafe production values; docker-compose points at real modules."""
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,19 @@ def test_settings_come_from_kerbside_environment_variables(monkeypatch):
     s = Settings(_env_file=None)
     assert s.port == 8123 and s.srid == 3857
     monkeypatch.setenv("KERBSIDE_PORT", "not-a-port")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_the_async_pool_is_one_connection_per_core_unless_set(monkeypatch):
+    monkeypatch.delenv("KERBSIDE_DB_ASYNC_POOL_SIZE", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert Settings(_env_file=None).db_async_pool_size == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown, or one core: still two
+    assert Settings(_env_file=None).db_async_pool_size == 2
+    monkeypatch.setenv("KERBSIDE_DB_ASYNC_POOL_SIZE", "3")
+    assert Settings(_env_file=None).db_async_pool_size == 3
+    monkeypatch.setenv("KERBSIDE_DB_ASYNC_POOL_SIZE", "0")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
 
