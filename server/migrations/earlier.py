@@ -1,5 +1,5 @@
 """An earlier migration's module, for a later one that builds on its SQL (kerbside_intake is redefined by
-0005, 0011, 0013, 0014 and 0016, each from the one before)."""
+0005, 0011, 0013, 0014, 0016 and 0017, each from the one before)."""
 import importlib.util
 from pathlib import Path
 from types import ModuleType

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from server.config import get_settings
 from server.db import new_session
 from server.deps import Principal
+from server.notifications import received
 from server.notifications.models import ContactAccess, ReporterContact
 from server.notifications.schemas import normalise_phone
 from server.reports.models import Report
@@ -34,6 +35,7 @@ def view(c: ReporterContact) -> dict:
 
 def read_for_adviser(session: Session, who: Principal, report: Report, reason: str | None) -> dict | None:
     """The contact of a report, with the read written to the audit trail in the same commit."""
+    received.file_job(session, report.job_id)  # the contact of a report made a moment ago may be queued still
     c = session.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
     if c is None:
         return None
@@ -55,6 +57,7 @@ def _erase(session: Session, contacts: list[ReporterContact], reason: str, actor
 def erase_person(session: Session, *, report: str | None = None, email: str | None = None,
                  phone: str | None = None, actor: str = "cli", role: str = "admin") -> int:
     """Erase a person's contact from one report, or from every report with that email or phone; commits."""
+    received.file_all(session)  # a person's contact queued a moment ago is erased too
     q = select(ReporterContact).where(ReporterContact.erased_at.is_(None))
     if report:
         q = q.join(Report, Report.id == ReporterContact.report_id).where(Report.reference == report.upper())
@@ -123,6 +126,7 @@ def unsubscribe_phone(session: Session, number: str) -> int:
     phone = normalise_phone(number)
     if phone is None:
         return 0
+    received.file_all(session)  # a report made a moment ago from this number is not texted either
     ids = list(session.scalars(update(ReporterContact).where(
         ReporterContact.phone == phone, ReporterContact.erased_at.is_(None),
         ReporterContact.unsubscribed_at.is_(None)).values(unsubscribed_at=text("now()"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,8 +18,8 @@ class ReporterContact(Base):
 
     __tablename__ = "reporter_contacts"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    # Written only by kerbside_intake, with the report it has just written and the job it holds: no foreign keys
-    # to check in every report's transaction (migration 0015; reports and jobs are never deleted).
+    # Filed only from contact_queue, where kerbside_intake put it with its report (migration 0017): no foreign
+    # keys (migration 0015; reports and jobs are never deleted). created_at is when the report arrived.
     report_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     # The report's job (a report never changes job): the repeat-contact check probes (email, job) and (phone, job).
     job_id: Mapped[int] = mapped_column(BigInteger)
@@ -49,10 +49,34 @@ class ReporterContact(Base):
     )
 
 
+class ContactQueue(Base):
+    """A report's contact as it came, for the outbox worker to file (server/notifications/received.py).
+
+    Written by kerbside_intake in the report's transaction (migration 0017): one row with one index entry, where
+    a filed contact has four and a repeat-contact check. No foreign keys, as on the received queue.
+    """
+
+    __tablename__ = "contact_queue"
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    report_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    notify: Mapped[str] = mapped_column(String(8))
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tell: Mapped[bool] = mapped_column(Boolean)  # it chose a kind of message: "received" is queued when filed
+    category_code: Mapped[str] = mapped_column(String(64))  # for the chaser of a repeat contact
+    actor: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ReceivedQueue(Base):
     """A contact whose "received" messages the outbox worker has still to write (server/notifications/received.py).
 
-    Written by kerbside_intake in the report's transaction: one narrow row rather than an outbox row per kind.
+    Written when the contact is filed (migration 0014 wrote it in the report's transaction, 0017 moved it with the
+    contact to the worker): one narrow row rather than an outbox row per kind.
     No foreign keys: a row lives seconds, and the intake would pay two index probes and row locks to check them.
     """
 

@@ -1,9 +1,9 @@
 """Queueing the messages each job change sends to the people who reported the job.
 
 Everything here runs in the caller's transaction: messages are queued only if the job change commits. A
-report's own contact and its queued "received" messages are written by kerbside_intake in the report's round
-trip (migrations 0011 and 0014; server/reports/service.py builds its `contact` member); the outbox worker, or the
-job's next change, turns the queue row into outbox rows (server/notifications/received.py).
+report's own contact is queued by kerbside_intake in the report's round trip (migration 0017;
+server/reports/service.py builds its `contact` member); the outbox worker, or the job's next change, files it
+and turns its "received" messages into outbox rows (server/notifications/received.py).
 """
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def on_status_changed(session: Session, job: Job, event: JobEvent) -> None:
     if template == "not_ours":
         extra["who_to_contact"] = (event.note or "").strip()[:300] or "our contact centre can tell you who"
     rows, seen = [], set()
+    received.file_job(session, job.id)  # a contact queued a moment ago hears about this change too
     audience = list(session.execute(_AUDIENCE, {"job_id": job.id}))
     if template == "duplicate" and found and found.group(0).startswith("J-"):
         # Told once that it was joined, the reporter then hears what happens to the job it was joined to.

@@ -121,14 +121,18 @@ def test_the_reporters_contact_and_its_messages_ride_on_the_intake(live, db):
     assert r.status_code == 201, r.text
     ref = r.json()["reference"]
     assert "ada.pool" not in r.text.lower() and "900456" not in r.text  # never in the answer
+    # Queued as it came, in the report's transaction; filed by the outbox worker before each delivery run.
+    queued = db.execute(text("SELECT q.email, q.phone, q.notify, q.tell FROM contact_queue q "
+                             "JOIN reports r ON r.id = q.report_id WHERE r.reference = :r"), {"r": ref}).all()
+    assert [tuple(q) for q in queued] == [("ada.pool@example.org", "07700900456", "both", True)]
+    # What the outbox worker does before each delivery run; its transaction, still open, holds the job's key
+    # (the outbox rows refer to it) and a report joining the job does not wait for it.
+    received.write_queued(db)
     c = db.execute(text("SELECT c.id, c.email, c.phone, c.notify, c.consent_at IS NOT NULL, c.channel "
                         "FROM reporter_contacts c JOIN reports r ON r.id = c.report_id WHERE r.reference = :r"),
                    {"r": ref}).one()
     assert tuple(c)[1:] == ("ada.pool@example.org", "07700900456", "both", True, "contact_centre")
-    assert db.execute(text("SELECT contact_id FROM received_queue WHERE contact_id = :c"), {"c": c.id}).all() == [(c.id,)]
-    # What the outbox worker does before each delivery run; its transaction, still open, holds the job's key
-    # (the outbox rows refer to it) and a report joining the job does not wait for it.
-    received.write_queued(db)
+    assert db.execute(text("SELECT contact_id FROM received_queue WHERE contact_id = :c"), {"c": c.id}).all() == []
     msgs = db.execute(text("SELECT destination, topic, payload->>'contact_id', payload->>'report' FROM outbox_messages "
                            "WHERE idempotency_key LIKE :k ORDER BY id"), {"k": f"notify:received:{ref}:%"}).all()
     assert [tuple(m) for m in msgs] == [("notify:email", "received", str(c.id), ref),
@@ -138,8 +142,41 @@ def test_the_reporters_contact_and_its_messages_ride_on_the_intake(live, db):
     again = client.post("/api/v1/reports", json=report(lat, lon, contact={**contact, "email": "ADA.pool@example.org"}),
                         headers=auth(tokens["advisor"]))
     assert again.status_code == 201 and again.json()["job"]["reference"] == job
+    received.write_queued(db)
     assert db.execute(text("SELECT count(*) FROM chasers h JOIN jobs j ON j.id = h.job_id "
                            "WHERE j.reference = :j AND h.kind = 'repeat_report'"), {"j": job}).scalar_one() == 1
+
+
+def test_a_repeat_contact_filed_before_the_earlier_report_is_still_the_one_chaser(live, db, engine):
+    """Two workers may file one job's contacts out of order (SKIP LOCKED): the later report is the repeat
+    whichever is filed first, and it is counted once."""
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    contact = {"email": "order.pool@example.org", "notify": "email", "consent": True}
+    a = client.post("/api/v1/reports", json=report(lat, lon, contact=contact), headers=auth(tokens["advisor"])).json()
+    b = client.post("/api/v1/reports", json=report(lat, lon, contact={**contact, "email": "Order.Pool@example.org"}),
+                    headers=auth(tokens["advisor"])).json()
+    job = a["job"]["reference"]
+    assert b["job"]["reference"] == job
+
+    def state() -> tuple[list[str], int]:
+        filed = db.execute(text("SELECT r.reference FROM reporter_contacts c JOIN reports r ON r.id = c.report_id "
+                                "WHERE r.reference IN (:a, :b) ORDER BY r.id"), {"a": a["reference"], "b": b["reference"]})
+        chased = db.execute(text("SELECT count(*) FROM chasers h JOIN jobs j ON j.id = h.job_id "
+                                 "WHERE j.reference = :j AND h.kind = 'repeat_report'"), {"j": job})
+        return list(filed.scalars()), chased.scalar_one()
+
+    with engine.connect() as other:  # another worker is filing A: its queue row is locked
+        assert other.execute(text("SELECT count(*) FROM (SELECT 1 FROM contact_queue q JOIN reports r "
+                                  "ON r.id = q.report_id WHERE r.reference = :a FOR UPDATE OF q) x"),
+                             {"a": a["reference"]}).scalar_one() == 1
+        while received.write_queued(db):  # this worker skips A and files B, with A still queued
+            pass
+        assert state() == ([b["reference"]], 1)
+        other.rollback()
+    while received.write_queued(db):
+        pass
+    assert state() == ([a["reference"], b["reference"]], 1)
 
 
 def test_refusals_on_the_pool_are_the_same_problems_and_store_nothing(live, db):

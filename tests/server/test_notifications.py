@@ -15,7 +15,8 @@ from server.deps import Principal
 from server.jobs.models import Job, JobEvent
 from server.jobs.transitions import move
 from server.notifications import contacts, received
-from server.notifications.models import Chaser, ContactAccess, Notification, ReceivedQueue, ReporterContact
+from server.notifications.models import (Chaser, ContactAccess, ContactQueue, Notification, ReceivedQueue,
+                                         ReporterContact)
 from server.outbox.models import OutboxMessage
 from server.reports.models import Report
 from tests.conftest import auth
@@ -57,21 +58,23 @@ def test_report_with_contact_keeps_it_apart_and_queues_received(db, client, toke
     assert "pat.caller" not in r.text and "07700" not in r.text
     report = db.scalar(select(Report).where(Report.reference == r.json()["reference"]))
     assert report.reporter == {} and "pat" not in str(report.response).lower()
-    c = db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
+    # The intake queues the contact as it came, with the report (one row); the outbox worker files it.
+    assert _contact_queue(db, report.job_id) == [(report.id, "pat.caller@example.org", "07700900123", "both",
+                                                  "contact_centre", True)]
+    assert _contact(db, report) is None and _queued(db, report.job_id) == []
+    # A retry is the same report: answered as before, nothing queued twice.
+    again = client.post("/api/v1/reports", json=body, headers=auth(tokens["advisor"]))
+    assert again.status_code == 200 and again.json()["reference"] == report.reference
+    assert len(_contact_queue(db, report.job_id)) == 1
+    # The worker's step files the contact, dated when the report arrived, then writes its messages.
+    assert received.write_queued(db) >= 1
+    c = _contact(db, report)
     assert (c.email, c.phone, c.notify, c.channel) == ("pat.caller@example.org", "07700900123", "both",
                                                        "contact_centre")
+    assert c.job_id == report.job_id and c.created_at == report.received_at
     # Nothing random stored for the unsubscribe link: it is the contact's id, signed.
     assert c.consent_at is not None and c.unsubscribe_token is None
     assert contacts.token_of(c) == contacts.link_token(c.id) and contacts.token_of(c).startswith(f"{c.id}.")
-    # The intake queues the acknowledgement as one row; the outbox worker writes its messages.
-    assert _queued(db, report.job_id) == [c.id] and _notify_rows(db, report.job_id) == []
-    # A retry is the same report: answered as before, nothing stored or queued twice.
-    again = client.post("/api/v1/reports", json=body, headers=auth(tokens["advisor"]))
-    assert again.status_code == 200 and again.json()["reference"] == report.reference
-    assert db.scalar(select(func.count()).select_from(ReporterContact)
-                     .where(ReporterContact.report_id == report.id)) == 1
-    assert _queued(db, report.job_id) == [c.id]
-    assert received.write_queued(db) >= 1
     rows = _notify_rows(db, report.job_id)
     assert [(m.destination, m.topic) for m in rows] == [("notify:email", "received"), ("notify:sms", "received")]
     assert [m.payload for m in rows] == [
@@ -79,26 +82,48 @@ def test_report_with_contact_keeps_it_apart_and_queues_received(db, client, toke
         for kind in ("email", "sms")]
     assert [m.idempotency_key for m in rows] == [f"notify:received:{report.reference}:{k}" for k in ("email", "sms")]
     assert all("pat" not in str(m.payload) and "07700" not in str(m.payload) for m in rows)
-    # Written once: the queue row is gone, and a second run writes nothing for it.
-    assert _queued(db, report.job_id) == []
+    # Filed and written once: both queue rows are gone, and a second run writes nothing for them.
+    assert _contact_queue(db, report.job_id) == [] and _queued(db, report.job_id) == []
     received.write_queued(db)
     assert len(_notify_rows(db, report.job_id)) == 2
+    assert db.scalar(select(func.count()).select_from(ReporterContact)
+                     .where(ReporterContact.report_id == report.id)) == 1
 
 
 def test_a_job_change_writes_its_own_queued_acknowledgements_first_and_the_worker_the_rest(db, client, tokens):
     post = lambda n, contact: client.post("/api/v1/reports", json=_body(_light(db, 30 + n), contact),  # noqa: E731
                                           headers=auth(tokens["advisor"])).json()
     a, b = post(0, CONTACT), post(1, {"email": "bo@example.org", "notify": "email", "consent": True})
-    none = post(2, {"email": "nia@example.org", "notify": "none"})  # no updates wanted: nothing queued
+    none = post(2, {"email": "nia@example.org", "notify": "none"})  # no updates wanted: filed, nothing sent
     job_a, job_b, job_n = (db.scalar(select(Job).where(Job.reference == x["job"]["reference"])) for x in (a, b, none))
-    assert [len(_queued(db, j.id)) for j in (job_a, job_b, job_n)] == [1, 1, 0]
-    assert received.for_job(db, job_a.id) == 2  # an email and a text
-    assert _queued(db, job_a.id) == [] and len(_queued(db, job_b.id)) == 1
+    assert [len(_contact_queue(db, j.id)) for j in (job_a, job_b, job_n)] == [1, 1, 1]
+    assert received.for_job(db, job_a.id) == 2  # its contact filed, then an email and a text
+    assert _contact_queue(db, job_a.id) == [] and _queued(db, job_a.id) == []
+    assert len(_contact_queue(db, job_b.id)) == 1
     assert [m.destination for m in _notify_rows(db, job_a.id)] == ["notify:email", "notify:sms"]
     assert _notify_rows(db, job_b.id) == []
     received.write_queued(db)
     assert [(m.destination, m.payload["report"]) for m in _notify_rows(db, job_b.id)] == [("notify:email", b["reference"])]
-    assert _queued(db, job_b.id) == [] and _notify_rows(db, job_n.id) == []
+    assert _contact_queue(db, job_b.id) == [] and _queued(db, job_b.id) == []
+    assert _contact_queue(db, job_n.id) == [] and _notify_rows(db, job_n.id) == []
+    assert db.scalar(select(ReporterContact.notify).where(ReporterContact.job_id == job_n.id)) == "none"
+
+
+def _contact_queue(db, job_id: int) -> list[tuple]:
+    return [tuple(row) for row in db.execute(
+        select(ContactQueue.report_id, ContactQueue.email, ContactQueue.phone, ContactQueue.notify,
+               ContactQueue.channel, ContactQueue.tell).where(ContactQueue.job_id == job_id)
+        .order_by(ContactQueue.report_id))]
+
+
+def _contact(db, report: Report) -> ReporterContact | None:
+    return db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
+
+
+def _filed(db) -> None:
+    """The outbox worker's step (server/outbox/worker.py deliver_due): queued contacts filed, messages written."""
+    while received.write_queued(db):
+        pass
 
 
 def _queued(db, job_id: int) -> list[int]:
@@ -156,7 +181,8 @@ def test_a_repeat_contact_is_the_same_email_in_any_case_or_the_same_phone_on_the
         assert r.status_code == 201, r.text
         return r.json()
 
-    def chasers(job_ref: str) -> int:
+    def chasers(job_ref: str) -> int:  # after the outbox worker's step, which files the queued contacts
+        _filed(db)
         return db.scalar(select(func.count()).select_from(Chaser).join(Job, Job.id == Chaser.job_id)
                          .where(Job.reference == job_ref, Chaser.kind == "repeat_report"))
 
@@ -194,8 +220,7 @@ def test_status_change_tells_every_reporter_once_duplicates_included(db, client,
     third = client.post("/api/v1/reports", json=_body(light, CONTACT), headers=auth(tokens["field_worker"])).json()
     assert second["job"]["attached"] and third["job"]["attached"]
     job = db.scalar(select(Job).where(Job.reference == first["job"]["reference"]))
-    assert [c.kind for c in db.scalars(select(Chaser).where(Chaser.job_id == job.id))] == ["repeat_report"]
-    assert len(_queued(db, job.id)) == 3 and _notify_rows(db, job.id) == []  # queued, not written yet
+    assert len(_contact_queue(db, job.id)) == 3 and _notify_rows(db, job.id) == []  # queued, not filed yet
     for status in ("assigned", "accepted", "scheduled", "in_progress", "completed"):
         if status == "assigned":
             job.status = "assigned"
@@ -205,7 +230,8 @@ def test_status_change_tells_every_reporter_once_duplicates_included(db, client,
     # The first message-sending move wrote the queued acknowledgements first: each report is acknowledged
     # (2 + 1 + 2), and every "received" goes before any later message of the job.
     received_rows = [m for m in _notify_rows(db, job.id) if m.topic == "received"]
-    assert len(received_rows) == 5 and _queued(db, job.id) == []
+    assert len(received_rows) == 5 and _queued(db, job.id) == [] and _contact_queue(db, job.id) == []
+    assert [c.kind for c in db.scalars(select(Chaser).where(Chaser.job_id == job.id))] == ["repeat_report"]
     later = [m for m in _notify_rows(db, job.id) if m.topic != "received"]
     assert max(m.id for m in received_rows) < min(m.id for m in later)
     assert sorted((m.topic, m.destination) for m in later) == sorted([
@@ -260,7 +286,7 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
     received.write_queued(db)  # this report's messages are written; the next one's are still queued
     r2 = client.post("/api/v1/reports", json=_body(_light(db, 9), CONTACT), headers=auth(tokens["advisor"])).json()
     job2 = db.scalar(select(Job).where(Job.reference == r2["job"]["reference"]))
-    assert len(_queued(db, job2.id)) == 1
+    assert len(_contact_queue(db, job2.id)) == 1
     events_before = db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job.id))
     assert contacts.erase_person(db, email="PAT.CALLER@example.org", actor="test") >= 1
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
@@ -272,7 +298,9 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
     # Nothing of the person is left anywhere a search would find it.
     hits = db.execute(text("""SELECT count(*) FROM reporter_contacts WHERE email ILIKE '%pat.caller%'
                               OR phone = '07700900123'""")).scalar_one()
-    assert hits == 0
+    queued = db.execute(text("""SELECT count(*) FROM contact_queue WHERE email ILIKE '%pat.caller%'
+                                OR phone = '07700900123'""")).scalar_one()
+    assert hits == 0 and queued == 0
     got = client.get(f"/api/v1/reports/{r['reference']}/contact", headers=auth(tokens["advisor"])).json()
     assert got["contact"]["email"] is None and got["contact"]["erase_reason"] == "request"
     # Messages still queued for the person are not sent: the sender skips an erased contact.
@@ -285,8 +313,25 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
     assert _queued(db, job2.id) == [] and _notify_rows(db, job2.id) == []
 
 
+def test_a_stop_reply_reaches_a_contact_still_queued(db, client, tokens):
+    r = client.post("/api/v1/reports", json=_body(_light(db, 15), {"phone": "07700 900321", "notify": "sms",
+                                                                   "consent": True}),
+                    headers=auth(tokens["advisor"])).json()
+    job = db.scalar(select(Job).where(Job.reference == r["job"]["reference"]))
+    assert len(_contact_queue(db, job.id)) == 1  # no worker has filed it yet
+    assert contacts.unsubscribe_phone(db, "+44 7700 900321") == 1  # files the queue first, then ends its texts
+    assert _contact_queue(db, job.id) == []
+    c = _contact(db, db.scalar(select(Report).where(Report.reference == r["reference"])))
+    assert c.unsubscribed_at is not None
+    _filed(db)
+    assert _notify_rows(db, job.id) == []  # not even "received"
+    actions = db.scalars(select(ContactAccess.action).where(ContactAccess.contact_id == c.id)).all()
+    assert actions == ["unsubscribe"]
+
+
 def test_retention_sweep_erases_contacts_past_the_period(db, client, tokens, monkeypatch):
     r = client.post("/api/v1/reports", json=_body(_light(db, 8), CONTACT), headers=auth(tokens["advisor"])).json()
+    _filed(db)
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
                   .where(Report.reference == r["reference"]))
     from server.config import get_settings
@@ -321,6 +366,7 @@ def test_open311_contact_goes_to_the_contact_table_and_never_out_again(db, clien
     r = client.post("/open311/v2/requests.json", data=form)
     assert r.status_code == 200, r.text
     ref = r.json()[0]["service_request_id"]
+    _filed(db)
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
                   .where(Report.reference == ref))
     assert (c.email, c.notify, c.channel) == ("olu@example.org", "email", "open311") and c.consent_at
