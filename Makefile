@@ -58,4 +58,4 @@ bench-intake: db  ## the intake alone against both baselines (prints a table; do
 	@$(PY) -m bench.intake run --assets 1000000 --duration 30 --connections 16 --workers 2
 
 bench-notify: db  ## what notifying reporters adds to the intake (issue 14): with and without a contact, 1M lamp columns
-	@$(PY) -m bench.notify_cost run --assets 1000000 --duration 10 --rounds 9
+	@$(PY) -m bench.notify_cost run --assets 1000000 --duration 5 --rounds 18
