@@ -35,7 +35,7 @@ _FILE = """
     WITH taken AS (
       DELETE FROM contact_queue q
        WHERE (q.job_id, q.report_id) IN (SELECT job_id, report_id FROM contact_queue {where}
-                                          ORDER BY report_id LIMIT :limit FOR UPDATE {skip})
+                                          ORDER BY job_id, report_id LIMIT :limit FOR UPDATE {skip})
       RETURNING q.*)
     , made AS (
       INSERT INTO reporter_contacts (report_id, job_id, channel, first_name, last_name, email, phone, notify,
@@ -62,11 +62,15 @@ _FILE = """
                         AND (lower(o.email) = lower(t.email) OR o.phone = t.phone))
       RETURNING 1)
     SELECT (SELECT count(*) FROM made) AS contacts, (SELECT count(*) FROM told) AS told,
-           (SELECT count(*) FROM chased) AS chasers
+           (SELECT count(*) FROM chased) AS chasers, (SELECT max(ARRAY[job_id, report_id]) FROM taken) AS last
 """
-_FILE_ANY = text(_FILE.format(where="", skip="SKIP LOCKED"))  # workers share the queue and never wait on each other
+# Workers share the queue and never wait on each other. A drain goes on from the key its last batch ended at,
+# rather than walking again past the index entries of the rows it has just deleted (dead until vacuumed: a
+# backlog of n rows would cost n²/BATCH entry visits).
+_FILE_ANY = text(_FILE.format(where="WHERE (job_id, report_id) > (:after_job, :after_key)", skip="SKIP LOCKED"))
 _FILE_JOB = text(_FILE.format(where="WHERE job_id = :job_id", skip=""))  # a reader waits: it must see them all
 _FILE_ALL = text(_FILE.format(where="", skip=""))
+_NO_JIT = text("SET LOCAL jit = off")
 
 # Queued rows taken (deleted) and written as outbox rows in one statement: an email and/or a text per contact
 # by its current choice, none for a contact erased or unsubscribed meanwhile. Keys are those 0011 wrote, so a
@@ -75,7 +79,7 @@ _WRITE = """
     WITH taken AS (
       DELETE FROM received_queue q
        WHERE (q.job_id, q.contact_id) IN (SELECT job_id, contact_id FROM received_queue {where}
-                                           ORDER BY contact_id LIMIT :limit FOR UPDATE {skip})
+                                           ORDER BY job_id, contact_id LIMIT :limit FOR UPDATE {skip})
       RETURNING q.job_id, q.contact_id)
     , written AS (
     INSERT INTO outbox_messages (destination, topic, job_id, idempotency_key, next_attempt_at, payload, state,
@@ -92,9 +96,10 @@ _WRITE = """
      ORDER BY t.contact_id, k.n
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING 1)
-    SELECT (SELECT count(*) FROM taken) AS contacts, (SELECT count(*) FROM written) AS messages
+    SELECT (SELECT count(*) FROM taken) AS contacts, (SELECT count(*) FROM written) AS messages,
+           (SELECT max(ARRAY[job_id, contact_id]) FROM taken) AS last
 """
-_ANY = text(_WRITE.format(where="", skip="SKIP LOCKED"))  # workers share the queue and never wait on each other
+_ANY = text(_WRITE.format(where="WHERE (job_id, contact_id) > (:after_job, :after_key)", skip="SKIP LOCKED"))
 _JOB = text(_WRITE.format(where="WHERE job_id = :job_id", skip=""))  # a job change waits: its order depends on it
 
 
@@ -103,12 +108,33 @@ def _sms_due() -> datetime:
     return quiet.next_allowed(datetime.now(timezone.utc), s.notify_quiet_start, s.notify_quiet_end, s.timezone)
 
 
-def write_queued(session: Session, limit: int = BATCH) -> int:
+class Drain:
+    """Where a run of write_queued batches has got to in each queue (keys in index order; a fresh Drain starts
+    at the beginning). Rows queued meanwhile below those keys are left to the next run."""
+
+    def __init__(self) -> None:
+        self.contacts: tuple[int, int] = (0, 0)
+        self.received: tuple[int, int] = (0, 0)
+
+
+def write_queued(session: Session, limit: int = BATCH, drain: Drain | None = None) -> int:
     """File up to `limit` queued contacts, then write up to `limit` queued contacts' "received" messages to the
     outbox; the caller commits. Returns the larger number of rows taken from either queue (a contact erased
-    meanwhile is taken and sent nothing)."""
-    filed = session.execute(_FILE_ANY, {"limit": limit}).one().contacts
-    return max(filed, session.execute(_ANY, {"limit": limit, "sms_due": _sms_due()}).one().contacts)
+    meanwhile is taken and sent nothing). Successive calls with one `drain` go on where the last one ended."""
+    drain = drain or Drain()
+    # Off the request path, on a queue that may have grown (a worker that was down): a large queue makes the
+    # planner's estimates large enough for PostgreSQL to JIT-compile the statements, which took longer (24 ms
+    # per batch of 500, measured) than running them.
+    session.execute(_NO_JIT)
+    filed = session.execute(_FILE_ANY, {"limit": limit, "after_job": drain.contacts[0],
+                                        "after_key": drain.contacts[1]}).one()
+    if filed.last:
+        drain.contacts = tuple(filed.last)
+    written = session.execute(_ANY, {"limit": limit, "sms_due": _sms_due(), "after_job": drain.received[0],
+                                     "after_key": drain.received[1]}).one()
+    if written.last:
+        drain.received = tuple(written.last)
+    return max(filed.contacts, written.contacts)
 
 
 def file_job(session: Session, job_id: int) -> int:

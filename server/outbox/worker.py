@@ -148,10 +148,12 @@ def deliver_due(max_messages: int = 100, time_budget_s: float = 20.0) -> int:
 
     done = 0
     deadline = time.monotonic() + time_budget_s
-    # Reports' queued "received" messages become outbox rows first (a batch per transaction), then go below.
+    # Reports' queued contacts are filed and their "received" messages become outbox rows first (a batch per
+    # transaction), then go below.
+    drain = received.Drain()
     while True:
         with new_session() as session:
-            taken = received.write_queued(session)
+            taken = received.write_queued(session, drain=drain)
             session.commit()
         if taken < received.BATCH or time.monotonic() >= deadline:
             break

@@ -313,6 +313,25 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
     assert _queued(db, job2.id) == [] and _notify_rows(db, job2.id) == []
 
 
+def test_a_drain_goes_on_from_where_its_last_batch_ended_and_the_next_run_takes_what_came_below(db, client, tokens):
+    _filed(db)  # whatever other tests left queued (committed runs elsewhere in the suite)
+    lights = [_light(db, 16), _light(db, 17)]
+    post = lambda light: client.post("/api/v1/reports", json=_body(light, CONTACT),  # noqa: E731
+                                     headers=auth(tokens["advisor"])).json()
+    job_of = {i: db.scalar(select(Job.id).where(Job.reference == post(light)["job"]["reference"]))
+              for i, light in enumerate(lights)}
+    jobs = sorted(job_of.values())
+    drain = received.Drain()
+    assert received.write_queued(db, limit=1, drain=drain) == 1 and drain.contacts[0] == jobs[0]
+    assert received.write_queued(db, limit=1, drain=drain) == 1 and drain.contacts[0] == jobs[1]
+    assert [len(_notify_rows(db, j)) for j in jobs] == [2, 2]
+    # A report joining the first job now queues below where the drain has got to: the next run takes it.
+    again = post(lights[min(job_of, key=job_of.get)])
+    assert db.scalar(select(Job.id).where(Job.reference == again["job"]["reference"])) == jobs[0]
+    assert received.write_queued(db, drain=drain) == 0 and len(_contact_queue(db, jobs[0])) == 1
+    assert received.write_queued(db) == 1 and _contact_queue(db, jobs[0]) == []
+
+
 def test_a_stop_reply_reaches_a_contact_still_queued(db, client, tokens):
     r = client.post("/api/v1/reports", json=_body(_light(db, 15), {"phone": "07700 900321", "notify": "sms",
                                                                    "consent": True}),
