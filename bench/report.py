@@ -160,7 +160,11 @@ def render(r: dict) -> str:
     L += ["", "## 3. Reads", "",
           f"Job by reference: `GET /api/v1/jobs/{{ref}}` (advisor token) at 20,000 random references of the "
           f"{_n(sla['open_jobs'])} jobs, 16 connections: {_n(job['rps'])} req/s, p50 {job['p50']:.1f} ms, p95 "
-          f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**.", "",
+          f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**. The page is one prepared statement on the API's async "
+          "psycopg pool, which holds one connection per CPU core in each API process (`KERBSIDE_DB_ASYNC_POOL_SIZE`): "
+          "with 20, as it had before, 16 busy backends shared the 2 cores with the API workers and wrk. In an A/B of "
+          "1, 2, 3, 4 and 20 connections per worker (3 rounds of 10 s each, on an earlier day's database of 20,000 "
+          "jobs) this page's p99 ran 7.3–9.6, 7.7–10.2, 8.9–10.9, 9.4–12.3 and 10.1–20 ms.", "",
           f"OGC items: 20 bboxes, each the extent of the 1,000 open jobs nearest a random one (they hold "
           f"{min(r['reads']['bbox_held'])}–{max(r['reads']['bbox_held'])} jobs), `limit=1000&f=json`, "
           f"{r.get('ogc_connections', 4)} connections: Kerbside `/ogc/collections/jobs/items` (advisor token) and "
