@@ -163,8 +163,8 @@ def render(r: dict) -> str:
           f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**. The page is one prepared statement on the API's async "
           "psycopg pool, which holds one connection per CPU core in each API process (`KERBSIDE_DB_ASYNC_POOL_SIZE`): "
           "with 20, as it had before, 16 busy backends shared the 2 cores with the API workers and wrk. In an A/B of "
-          "1, 2, 3, 4 and 20 connections per worker (3 rounds of 10 s each, on an earlier day's database of 20,000 "
-          "jobs) this page's p99 ran 7.3–9.6, 7.7–10.2, 8.9–10.9, 9.4–12.3 and 10.1–20 ms.", "",
+          "1, 2, 3, 4 and 20 connections per worker (3 rounds of 10 s each, on the notifications bench's database, "
+          "20,000 jobs) this page's p99 ran 7.3–9.6, 7.7–10.2, 8.9–10.9, 9.4–12.3 and 10.1–20 ms.", "",
           f"OGC items: 20 bboxes, each the extent of the 1,000 open jobs nearest a random one (they hold "
           f"{min(r['reads']['bbox_held'])}–{max(r['reads']['bbox_held'])} jobs), `limit=1000&f=json`, "
           f"{r.get('ogc_connections', 4)} connections: Kerbside `/ogc/collections/jobs/items` (advisor token) and "
@@ -304,7 +304,7 @@ def notes(r: dict) -> dict[str, list[str]]:
     out["intake"] = [
         "**Where the time goes.** A report takes two statements and one commit, as many as the bare baseline: "
         "where the point is (with the token check and the retry lookup riding on it), then `kerbside_intake`, one "
-        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact; on psycopg 3 "
+        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact (queued as it came); on psycopg 3 "
         "from an async pool, prepared, no thread and no ORM (server/reports/service.py `submit_report_async`), "
         "the NOTIFYs sent after the commit in a transaction of their own, in the commit's round trip. The "
         f"difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
