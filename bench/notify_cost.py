@@ -179,7 +179,8 @@ def _section(command: str, info: dict, cfg: dict, rows: list[tuple[int, dict]], 
     lines += [f"**One report with nothing else in flight** (one connection, {len(solo['plain']):,} reports per phase, "
               f"the phases interleaved request by request in a shuffled order, same API; median time per report): "
               f"plain {med['plain']:.3f} ms, contact {med['contact']:.3f} ms, same {med['same']:.3f} ms: a contact "
-              f"adds **{(solo_ratio - 1) * 100:+.1f} %** (10 %-trimmed means: {(trim['contact'] / trim['plain'] - 1) * 100:+.1f} %; "
+              f"adds **{(solo_ratio - 1) * 100:+.1f} %** (10 %-trimmed means: "
+              f"{(trim['contact'] / trim['plain'] - 1) * 100:+.1f} %; "
               f"one reporter for every report: {(med['same'] / med['plain'] - 1) * 100:+.1f} %); goal ≤ 5 %: "
               f"{'met' if solo_ratio <= 1.05 else '**not met**'}.", ""]
     return "\n".join(lines) + "\n"

@@ -304,8 +304,9 @@ def notes(r: dict) -> dict[str, list[str]]:
     out["intake"] = [
         "**Where the time goes.** A report takes two statements and one commit, as many as the bare baseline: "
         "where the point is (with the token check and the retry lookup riding on it), then `kerbside_intake`, one "
-        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact (queued as it came); on psycopg 3 "
-        "from an async pool, prepared, no thread and no ORM (server/reports/service.py `submit_report_async`), "
+        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact (queued as it "
+        "came); on psycopg 3 from an async pool, prepared, no thread and no ORM (server/reports/service.py "
+        "`submit_report_async`), "
         "the NOTIFYs sent after the commit in a transaction of their own, in the commit's round trip. The "
         f"difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
         "ms** (locate resolves boundary, ward, nearest named street and five candidates where the baseline takes "
