@@ -99,3 +99,15 @@ def tokens(db) -> dict[str, str]:
 def auth(token: str) -> dict[str, str]:
     """Authorization header for a token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def worker_step(session) -> int:
+    """What the outbox worker does before each delivery run (server/outbox/worker.py deliver_due): queued contacts
+    filed and their "received" messages written, batch after batch until none is left; the caller commits.
+    Returns the number of rows taken."""
+    from server.notifications import received
+
+    taken = 0
+    while batch := received.write_queued(session):
+        taken += batch
+    return taken

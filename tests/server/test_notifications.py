@@ -19,7 +19,7 @@ from server.notifications.models import (Chaser, ContactAccess, ContactQueue, No
                                          ReporterContact)
 from server.outbox.models import OutboxMessage
 from server.reports.models import Report
-from tests.conftest import auth
+from tests.conftest import auth, worker_step
 
 SUPERVISOR = Principal(0, "test", "supervisor")
 CONTACT = {"first_name": "Pat", "last_name": "Caller", "email": "pat.caller@example.org", "phone": "07700 900123",
@@ -120,12 +120,6 @@ def _contact(db, report: Report) -> ReporterContact | None:
     return db.scalar(select(ReporterContact).where(ReporterContact.report_id == report.id))
 
 
-def _filed(db) -> None:
-    """The outbox worker's step (server/outbox/worker.py deliver_due): queued contacts filed, messages written."""
-    while received.write_queued(db):
-        pass
-
-
 def _queued(db, job_id: int) -> list[int]:
     return list(db.scalars(select(ReceivedQueue.contact_id).where(ReceivedQueue.job_id == job_id)
                            .order_by(ReceivedQueue.contact_id)))
@@ -182,7 +176,7 @@ def test_a_repeat_contact_is_the_same_email_in_any_case_or_the_same_phone_on_the
         return r.json()
 
     def chasers(job_ref: str) -> int:  # after the outbox worker's step, which files the queued contacts
-        _filed(db)
+        worker_step(db)
         return db.scalar(select(func.count()).select_from(Chaser).join(Job, Job.id == Chaser.job_id)
                          .where(Job.reference == job_ref, Chaser.kind == "repeat_report"))
 
@@ -314,7 +308,7 @@ def test_erase_on_request_removes_the_person_and_keeps_job_and_history(db, clien
 
 
 def test_a_drain_goes_on_from_where_its_last_batch_ended_and_the_next_run_takes_what_came_below(db, client, tokens):
-    _filed(db)  # whatever other tests left queued (committed runs elsewhere in the suite)
+    worker_step(db)  # whatever other tests left queued (committed runs elsewhere in the suite)
     lights = [_light(db, 16), _light(db, 17)]
     post = lambda light: client.post("/api/v1/reports", json=_body(light, CONTACT),  # noqa: E731
                                      headers=auth(tokens["advisor"])).json()
@@ -342,7 +336,7 @@ def test_a_stop_reply_reaches_a_contact_still_queued(db, client, tokens):
     assert _contact_queue(db, job.id) == []
     c = _contact(db, db.scalar(select(Report).where(Report.reference == r["reference"])))
     assert c.unsubscribed_at is not None
-    _filed(db)
+    worker_step(db)
     assert _notify_rows(db, job.id) == []  # not even "received"
     actions = db.scalars(select(ContactAccess.action).where(ContactAccess.contact_id == c.id)).all()
     assert actions == ["unsubscribe"]
@@ -350,7 +344,7 @@ def test_a_stop_reply_reaches_a_contact_still_queued(db, client, tokens):
 
 def test_retention_sweep_erases_contacts_past_the_period(db, client, tokens, monkeypatch):
     r = client.post("/api/v1/reports", json=_body(_light(db, 8), CONTACT), headers=auth(tokens["advisor"])).json()
-    _filed(db)
+    worker_step(db)
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
                   .where(Report.reference == r["reference"]))
     from server.config import get_settings
@@ -385,7 +379,7 @@ def test_open311_contact_goes_to_the_contact_table_and_never_out_again(db, clien
     r = client.post("/open311/v2/requests.json", data=form)
     assert r.status_code == 200, r.text
     ref = r.json()[0]["service_request_id"]
-    _filed(db)
+    worker_step(db)
     c = db.scalar(select(ReporterContact).join(Report, Report.id == ReporterContact.report_id)
                   .where(Report.reference == ref))
     assert (c.email, c.notify, c.channel) == ("olu@example.org", "email", "open311") and c.consent_at

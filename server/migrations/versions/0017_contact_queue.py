@@ -66,6 +66,11 @@ FILE_ALL = """
 """
 
 
+# What 0016 declared and returned for the contact it wrote: nothing now (the contact's id is made when it is filed).
+DECLARE_BEFORE = "  contact_id bigint;\n  is_repeat boolean;\n  told integer := 0;\n"
+RETURN_BEFORE = "'attached', attached, 'contact_id', contact_id,"
+RETURN_AFTER = "'attached', attached,"
+
 COMMENT_BEFORE = """  -- The reporter's contact (optional), kept apart from the report: a repeat-contact chaser when the same
   -- person (same email or phone) already reported this job, then the contact and its "received" messages,
   -- one outbox row per kind (separate queues, so a text held for quiet hours holds no email).
@@ -83,9 +88,10 @@ def intake() -> str:
     """0016's kerbside_intake with the contact queued as it came."""
     body = _previous().intake()
     before = _previous().CONTACT_AFTER + TELL_BEFORE
-    if body.count(before) != 1 or body.count(COMMENT_BEFORE) != 1:
+    if any(body.count(old) != 1 for old in (before, COMMENT_BEFORE, DECLARE_BEFORE, RETURN_BEFORE)):
         raise RuntimeError("0016's kerbside_intake no longer reads as 0017 expects")
-    return body.replace(before, CONTACT_AFTER).replace(COMMENT_BEFORE, COMMENT_AFTER)
+    return (body.replace(before, CONTACT_AFTER).replace(COMMENT_BEFORE, COMMENT_AFTER)
+            .replace(DECLARE_BEFORE, "").replace(RETURN_BEFORE, RETURN_AFTER))
 
 
 def upgrade() -> None:
