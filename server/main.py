@@ -21,7 +21,7 @@ from server.jobs.router import router as jobs_router
 from server.ogc.router import router as ogc_router
 from server.open311.router import router as open311_router
 from server.outbox.router import router as outbox_router
-from server.reports.router import router as reports_router
+from server.reports.router import install_intake_route, router as reports_router
 from server.notifications.public import router as public_router
 from server.notifications.router import router as notifications_router
 
@@ -119,6 +119,7 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(categories_router)
     app.include_router(reports_router)
+    install_intake_route(app)
     # Before the jobs router: /jobs/overdue is not a job reference.
     app.include_router(dispatch_router)
     app.include_router(planning_router)

@@ -304,3 +304,41 @@ def test_the_job_page_is_read_on_the_pool_and_is_the_sessions_page(live, db):
     # The reads hand their connections back out of autocommit: a report's write is still one transaction.
     again = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["advisor"]))
     assert again.status_code == 201 and again.json()["job"]["demand_count"] == 3
+
+
+def _count(route: str, status: int) -> float:
+    from server.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("kerbside_http_requests_total",
+                                     {"method": "POST", "route": route, "status": str(status)}) or 0.0
+
+
+def test_what_the_intake_route_does_not_take_goes_on_to_the_api_route_with_its_body(live, db):
+    """server/reports/router.py IntakeRoute answers a valid report on the pool, ahead of the APIRoute; a body
+    that fails validation or a request with a query string goes on to the APIRoute, which reads the same body."""
+    client, tokens = live
+    ref, lat, lon = lamp_column(db)
+    h = auth(tokens["field_worker"])
+    before, n201 = served(client), _count("/api/v1/reports", 201)
+    taken = client.post("/api/v1/reports", json=report(lat, lon), headers=h)
+    assert taken.status_code == 201 and served(client) == before + 1
+    assert _count("/api/v1/reports", 201) == n201 + 1  # the same route label as the APIRoute's
+    # A body that fails validation: the token and role are judged first, then the field at fault is named.
+    no_lat = report(lat, lon)
+    del no_lat["lat"]
+    assert client.post("/api/v1/reports", json=no_lat).status_code == 401
+    assert client.post("/api/v1/reports", json=no_lat, headers=auth(tokens["contractor"])).status_code == 403
+    bad = client.post("/api/v1/reports", json=no_lat, headers=h)
+    assert bad.status_code == 422 and bad.json()["fields"] == ["lat"]
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    # A query string: the APIRoute takes it (through the request's session, not the pool), body and all.
+    after = served(client)
+    b = report(lat + 0.00001, lon)
+    queried = client.post("/api/v1/reports?via=query", json=b, headers=h)
+    assert queried.status_code == 201 and queried.json()["client_id"] == b["client_id"]
+    assert served(client) == after
+    stored = db.execute(text("SELECT count(*) FROM reports WHERE client_id = :c"), {"c": b["client_id"]}).scalar_one()
+    assert stored == 1
+    # Other methods are the APIRoute's answer: 405, naming POST.
+    get = client.get("/api/v1/reports", headers=h)
+    assert get.status_code == 405 and "POST" in get.headers["allow"]
