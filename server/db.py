@@ -113,9 +113,10 @@ async def open_async_pool() -> AsyncConnectionPool:
     and the busiest read (the job page, server/jobs/page.py).
 
     Beside the engine's pool, not instead of it: every other use case works through the ORM session. Its
-    connections are pinged like the engine's (only when they sat idle for db_ping_idle_seconds), a database
-    that is down makes the pool wait db_pool_timeout_seconds and then PoolTimeout (a 503), and a broken
-    connection is discarded when it comes back.
+    connections are in autocommit: each statement is its own transaction (the intake's write is one
+    statement). They are pinged like the engine's (only when they sat idle for db_ping_idle_seconds), a
+    database that is down makes the pool wait db_pool_timeout_seconds and then PoolTimeout (a 503), and a
+    broken connection is discarded when it comes back.
     """
     s = get_settings()
     returned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -123,16 +124,18 @@ async def open_async_pool() -> AsyncConnectionPool:
     async def _reset(conn: psycopg.AsyncConnection) -> None:
         returned[conn] = time.monotonic()
 
+    async def _configure(conn: psycopg.AsyncConnection) -> None:
+        await conn.set_autocommit(True)  # each statement its own transaction: no round trips for BEGIN, COMMIT
+
     async def _check(conn: psycopg.AsyncConnection) -> None:
         at = returned.get(conn)
         if at is not None and time.monotonic() - at >= s.db_ping_idle_seconds:
-            await conn.execute("SELECT 1")
-            await conn.commit()  # handed out idle, as a connection that was not pinged is
+            await conn.execute("SELECT 1")  # in autocommit: handed out idle, as a connection not pinged is
 
     pool = AsyncConnectionPool(
         s.database_url.replace("postgresql+psycopg://", "postgresql://", 1), min_size=1,
         max_size=s.db_async_pool_size,
-        timeout=s.db_pool_timeout_seconds, open=False, check=_check, reset=_reset, name="intake",
+        timeout=s.db_pool_timeout_seconds, open=False, configure=_configure, check=_check, reset=_reset, name="intake",
         kwargs={"connect_timeout": 5})
     await pool.open(wait=False)  # a database still starting is waited for by the first request, not here
     return pool

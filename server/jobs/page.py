@@ -146,15 +146,10 @@ def _execute(conn: Connection, params: dict, *, autocommit: bool = False):
 
 async def fetch_async(pool, token_hash: str, reference: str):
     """fetch() on a connection of the API's async psycopg pool (server/db.py open_async_pool): in autocommit,
-    prepared, no thread and no ORM; the connection is handed back as it was found."""
+    prepared, no thread and no ORM (the pool's connections are in autocommit)."""
     async with pool.connection() as conn:
-        await conn.set_autocommit(True)
-        try:
-            cur = await conn.execute(SQL, {"token_hash": token_hash, "reference": reference}, prepare=True)
-            return await cur.fetchone()
-        finally:
-            if conn.info.transaction_status == TransactionStatus.IDLE:
-                await conn.set_autocommit(False)
+        cur = await conn.execute(SQL, {"token_hash": token_hash, "reference": reference}, prepare=True)
+        return await cur.fetchone()
 
 
 def job_page_json(session: Session, caller: Caller, reference: str) -> bytes:

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import psycopg
-from psycopg import sql as pgsql
 from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
@@ -65,13 +64,15 @@ class Outcome:
 
 
 def _steps(who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str], reporter: dict,
-           external_id: str | None, defer_notify: bool = False) -> Generator[tuple[Sql, dict], object, Outcome]:
+           external_id: str | None, on_pool: bool = False) -> Generator[tuple[Sql, dict], object, Outcome]:
     """The intake as its statements: yields (statement, parameters), is sent each result; returns the Outcome.
 
     Two statements: where the point is (with the replay check, and the token lookup when `who` is a Caller
     still to be judged), then the write (kerbside_intake, migrations 0004-0011: lock, duplicate, job, report with
     its answer, timeline, dispatch, the reporter's contact and its messages, notifications); a third only for
-    a report naming its asset. `channel` may be a function of the caller.
+    a report naming its asset. `channel` may be a function of the caller. `on_pool`: for submit_report_async,
+    whose connection is in autocommit (the wake-ups come back to be sent after the commit, and an attach that
+    needs the ORM's follow-ups is declined before anything is written).
     """
     digest = payload_hash(data)
     category = known_category(data.category)  # None is judged later: a retry is answered first
@@ -93,7 +94,7 @@ def _steps(who: Principal | Caller, data: ReportIn, channel: str | Callable[...,
     except AnswerError as exc:
         raise DomainError(exc.reason, fields=[exc.field], code="invalid-answer", status=422) from None
     return (yield from _intake(who, data, category, answers, digest, channel, reporter, external_id,
-                               nearest.place_from_row(row, category.layer), defer_notify))
+                               nearest.place_from_row(row, category.layer), on_pool))
 
 
 def _decode(sql: Sql, row):
@@ -142,48 +143,40 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
                               ) -> tuple[int, dict] | None:
     """submit_report on a connection of the API's async pool (the busiest write: no thread, no ORM).
 
-    None when the report needs the ORM's follow-ups (a more severe report raising an open job's priority, or
-    webhooks subscribed to attaches): nothing is then written, and the caller runs submit_report instead.
+    The pool's connections are in autocommit (server/db.py open_async_pool): the first statement only reads,
+    and kerbside_intake is one statement, so it is the report's transaction, with no round trips for BEGIN and
+    COMMIT. The wake-ups are sent after it, in a statement of their own. None when the report needs the ORM's
+    follow-ups (a more severe report raising an open job's priority, or webhooks subscribed to attaches):
+    kerbside_intake then writes nothing, and the caller runs submit_report instead.
     """
     async with pool.connection() as conn:
-        steps = _steps(who, data, channel, {}, None, defer_notify=True)
+        steps = _steps(who, data, channel, {}, None, on_pool=True)
         try:
-            try:
-                sql, params = next(steps)
-                while True:
-                    async with conn.cursor(row_factory=namedtuple_row) as cur:
-                        await cur.execute(sql.text, params, prepare=True)
-                        result = _decode(sql, await cur.fetchone())
-                    sql, params = steps.send(result)
-            except StopIteration as stop:
-                outcome: Outcome = stop.value
+            sql, params = next(steps)
+            while True:
+                async with conn.cursor(row_factory=namedtuple_row) as cur:
+                    await cur.execute(sql.text, params, prepare=True)
+                    result = _decode(sql, await cur.fetchone())
+                sql, params = steps.send(result)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
         except psycopg.errors.UniqueViolation:
-            await conn.rollback()
             cur = await conn.execute(_REPLAY_ALONE.text, {"client_id": data.client_id})
-            replay = _race_replay((await cur.fetchone())[0], data)
-            await conn.rollback()
-            return 200, with_words(replay)
-        except BaseException:
-            await conn.rollback()
-            raise
-        if outcome.replay or outcome.follow_up is not None:
-            await conn.rollback()
-            return (200, with_words(outcome.answer)) if outcome.replay else None
+            return 200, with_words(_race_replay((await cur.fetchone())[0], data))
+        if outcome.replay:
+            return 200, with_words(outcome.answer)
+        if outcome.follow_up is not None:
+            return None
         notes = outcome.written.get("notify")
         if notes:
-            await conn.execute(_commit_then_notify(notes))
-        else:
-            await conn.commit()
+            await conn.execute(_NOTIFY, {"notes": _json(notes)}, prepare=True)
     return 201, with_words(outcome.answer)
 
 
-def _commit_then_notify(notes: list) -> pgsql.Composed:
-    """COMMIT, then the intake's NOTIFYs in a transaction of their own, in one round trip (a simple query: the
-    NOTIFY-only transaction writes nothing, so it holds the notification queue lock only for a moment,
-    instead of across the report's commit flush). A crash in between loses only the wake-ups: the outbox
-    worker also runs on a timer, and event streams catch up from the timeline."""
-    return pgsql.SQL("COMMIT; SELECT {}").format(pgsql.SQL(", ").join(
-        pgsql.SQL("pg_notify({}, {})").format(pgsql.Literal(channel), pgsql.Literal(payload)) for channel, payload in notes))
+# The intake's NOTIFYs, after its commit, as a transaction of their own: it writes nothing, so it holds the
+# notification queue lock only for a moment, instead of across the report's commit flush. A crash in between
+# loses only the wake-ups: the outbox worker also runs on a timer, and event streams catch up from the timeline.
+_NOTIFY = "SELECT pg_notify(n->>0, n->>1) FROM jsonb_array_elements(%(notes)s::jsonb) AS n"
 
 
 def _race_replay(stored, data: ReportIn) -> dict:
@@ -231,7 +224,7 @@ def _lock_key(*parts: object) -> int:
 
 
 def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict, digest: str, channel: str,
-            reporter: dict, external_id: str | None, place: nearest.Place, defer_notify: bool = False
+            reporter: dict, external_id: str | None, place: nearest.Place, on_pool: bool = False
             ) -> Generator[tuple[Sql, dict], object, Outcome]:
     now = datetime.now(timezone.utc)
     settings = get_settings()
@@ -284,7 +277,8 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
         "geom": place.ewkt,
         "now": now,
         "actor": actor, "actor_role": role,
-        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": defer_notify,
+        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": on_pool,
+        "defer_follow_up": on_pool,
         "dispatch": {"destination": "dispatch", "topic": "job.opened"},
         "job": {"asset_id": chosen.asset_id if chosen else None, "ward_id": place.ward_id, "street": place.street,
                 "priority": priority, "status": status, "triage_reason": snap.reason if triage else None,
@@ -307,6 +301,8 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
             "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
         "contact": _contact(data.contact) if data.contact is not None else None,
     })}
+    if written.get("follow_up"):  # declined (on_pool): nothing was written
+        return Outcome({}, follow_up=(category, priority, who, now))
     answer = written["answer"]
     if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
         return Outcome(answer, written=written, follow_up=(category, priority, who, now))

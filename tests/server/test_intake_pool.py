@@ -204,6 +204,37 @@ def test_refusals_on_the_pool_are_the_same_problems_and_store_nothing(live, db):
     assert count() == n + 1
 
 
+def test_an_attach_with_webhooks_subscribed_is_declined_on_the_pool_and_taken_once_on_a_session(live, db,
+                                                                                              engine):
+    """On the pool (autocommit) kerbside_intake declines an attach that CRM webhooks wait for, before writing
+    anything; the session path then stores the report once, with the webhook's message, in one transaction."""
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    h = auth(tokens["field_worker"])
+    first = client.post("/api/v1/reports", json=report(lat, lon), headers=h).json()
+    with engine.begin() as c:
+        sid = c.execute(text("INSERT INTO subscriptions (url, secret, event_types, active) VALUES "
+                             "('https://crm.example.org/hook', 'not-a-real-secret', '[\"report_attached\"]', true) "
+                             "RETURNING id")).scalar_one()
+    try:
+        before = served(client)
+        again = client.post("/api/v1/reports", json=report(lat, lon), headers=h)
+        assert again.status_code == 201, again.text
+        assert again.json()["job"]["attached"] is True and again.json()["job"]["demand_count"] == 2
+        assert served(client) == before + 1  # the pool was asked first
+        job = first["job"]["reference"]
+        counts = db.execute(text("""
+            SELECT (SELECT count(*) FROM reports r WHERE r.job_id = j.id),
+                   (SELECT count(*) FROM job_events e WHERE e.job_id = j.id AND e.type = 'report_attached'),
+                   (SELECT count(*) FROM outbox_messages o WHERE o.job_id = j.id AND o.destination = :d),
+                   j.demand_count
+              FROM jobs j WHERE j.reference = :r"""), {"r": job, "d": f"webhook:{sid}"}).one()
+        assert tuple(counts) == (2, 1, 1, 2)
+    finally:
+        with engine.begin() as c:
+            c.execute(text("UPDATE subscriptions SET active = false WHERE id = :i"), {"i": sid})
+
+
 def test_the_wake_ups_are_sent_after_the_report_commits(live, db):
     """The pool's intake sends its NOTIFYs in a transaction of its own after the report's commit: listeners
     (event streams, the outbox worker) still hear of the new job, its SLA event and its dispatch."""
