@@ -2,8 +2,10 @@
 
 The fastest simple endpoint on this stack that does the same database work as the floor of an intake: parse
 the body (pydantic, as any FastAPI endpoint does), snap the point to the nearest lamp column (KNN on the GiST
-index) and insert a row, both as server-side prepared statements (`prepare=True`) in one transaction on a
-pooled connection, answer 201 with orjson. No auth, no duplicate check, no job, no timeline.
+index) and insert a row, both as server-side prepared statements (`prepare=True`) on a pooled connection in
+autocommit (the snap only reads, the insert is one statement: no round trips for BEGIN and COMMIT, which made
+it about 9 % faster than one transaction per report), answer 201 with orjson. No auth, no duplicate check, no
+job, no timeline.
 
     uvicorn bench.bare_app:create_app --factory      (KERBSIDE_DATABASE_URL names the database)
 """
@@ -52,7 +54,7 @@ def create_app(layer: str = "street_lights", pool_size: int = 10) -> FastAPI:
         from server.config import get_settings
 
         pool = AsyncConnectionPool(_conninfo(), min_size=pool_size, max_size=pool_size, open=False,
-                                   kwargs={"prepare_threshold": 0})  # every statement server-side prepared
+                                   kwargs={"prepare_threshold": 0, "autocommit": True})  # all prepared
         await pool.open(wait=True)
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT id FROM asset_layers WHERE name = %s", (layer,))
@@ -72,7 +74,7 @@ def create_app(layer: str = "street_lights", pool_size: int = 10) -> FastAPI:
     @app.post("/bench/reports", status_code=201)
     async def report(body: PointIn) -> Response:
         params = {"lon": body.lon, "lat": body.lat, "srid": state["srid"], "layer": state["layer"]}
-        async with state["pool"].connection() as conn:  # one transaction, committed on leaving
+        async with state["pool"].connection() as conn:  # autocommit: each statement its own transaction
             cur = await conn.execute(SNAP, params, prepare=True)
             asset_id, ref, d = await cur.fetchone()
             cur = await conn.execute(INSERT, {**params, "client_id": body.client_id, "asset_id": asset_id, "d": d},

@@ -11,7 +11,8 @@ kerbside_intake is one statement, so it is its own transaction. That path could 
 needs the ORM's follow-ups (a more severe report raising the open job's priority, or CRM webhooks subscribed
 to attaches), so it asks kerbside_intake (`defer_follow_up`) to find such an attach after locking its job and
 to return {"follow_up": true} before writing anything; the API then takes the report on a session, in one
-transaction with the follow-ups, as before. The session path does not ask, and gets 0017's function.
+transaction with the follow-ups, as before (an attach it does take then has no subscriptions to look up again).
+The session path does not ask, and gets 0017's function.
 """
 
 from alembic import op
@@ -37,6 +38,18 @@ DECLINE = ATTACHED + """  -- Asked by the API's autocommit path: an attach that 
 """
 
 
+SUBSCRIBED = """  IF attached THEN
+    SELECT coalesce(array_agg(s.id ORDER BY s.id), '{}') INTO subs FROM subscriptions s
+     WHERE s.active AND s.event_types @> '["report_attached"]'::jsonb;
+"""
+SUBSCRIBED_AFTER = """  IF attached AND coalesce((p->>'defer_follow_up')::boolean, false) THEN
+    subs := '{}';  -- none: an attach they wait for was declined above
+  ELSIF attached THEN
+    SELECT coalesce(array_agg(s.id ORDER BY s.id), '{}') INTO subs FROM subscriptions s
+     WHERE s.active AND s.event_types @> '["report_attached"]'::jsonb;
+"""
+
+
 def _previous():
     return migration('0017_contact_queue.py')
 
@@ -44,9 +57,9 @@ def _previous():
 def intake() -> str:
     """0017's kerbside_intake, declining a follow-up attach when asked."""
     body = _previous().intake()
-    if body.count(ATTACHED) != 1:
+    if body.count(ATTACHED) != 1 or body.count(SUBSCRIBED) != 1:
         raise RuntimeError("0017's kerbside_intake no longer reads as 0018 expects")
-    return body.replace(ATTACHED, DECLINE)
+    return body.replace(ATTACHED, DECLINE).replace(SUBSCRIBED, SUBSCRIBED_AFTER)
 
 
 def upgrade() -> None:
