@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from server import __version__, contact_centre, cors, db, errors, metrics, observability, openapi
+from server import __version__, contact_centre, cors, db, errors, metrics, observability, openapi, poolroute
 from server.auth.throttle import AuthThrottle
 from server.config import get_settings
 from server.deps import single_valued_query
@@ -17,11 +17,11 @@ from server.health import router as health_router
 from server.inbound.router import router as contractor_router
 from server.dispatch.router import router as dispatch_router
 from server.planning.router import router as planning_router
-from server.jobs.router import router as jobs_router
+from server.jobs.router import job_page_on_pool, router as jobs_router
 from server.ogc.router import router as ogc_router
 from server.open311.router import router as open311_router
 from server.outbox.router import router as outbox_router
-from server.reports.router import install_intake_route, router as reports_router
+from server.reports.router import create_report_on_pool, router as reports_router
 from server.notifications.public import router as public_router
 from server.notifications.router import router as notifications_router
 
@@ -119,11 +119,12 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(categories_router)
     app.include_router(reports_router)
-    install_intake_route(app)
+    poolroute.install(app, "/api/v1/reports", "POST", create_report_on_pool, before=app.router.routes[-1])
     # Before the jobs router: /jobs/overdue is not a job reference.
     app.include_router(dispatch_router)
     app.include_router(planning_router)
     app.include_router(jobs_router)
+    poolroute.install(app, "/api/v1/jobs/{reference}", "GET", job_page_on_pool, before=app.router.routes[-1])
     app.include_router(contractor_router)
     app.include_router(outbox_router)
     app.include_router(open311_router)

@@ -10,7 +10,6 @@ from starlette.concurrency import run_in_threadpool
 from server.assets.models import Asset
 from server.areas.models import Area
 from server.auth.models import ROLES
-from server.db import async_pool_for
 from server.deps import Caller, CurrentUser, SessionDep, authenticated_in_handler
 from server.errors import DomainError
 from server.geo import WGS84
@@ -88,13 +87,17 @@ def list_jobs(
             dependencies=[authenticated_in_handler()])
 async def get_job(reference: str, request: Request, session: SessionDep) -> Response:
     """The whole story of one job (404 if it does not exist or is not the caller's to see)."""
-    # Any role may ask (what it sees is filtered). The token is looked up in the page's one statement (jobs.page),
-    # on the API's async pool (no thread, no ORM); on a connection of the session's engine, without beginning
-    # the session, in an app run without its lifespan or whose sessions are overridden (the test suite's).
+    # Any role may ask (what it sees is filtered). The token is looked up in the page's one statement (jobs.page).
+    # A running API answers on its async pool (job_page_on_pool, below); here: a request with a query string,
+    # or an app run without its lifespan or whose sessions are overridden (the test suite's), on a connection
+    # of the session's engine, without beginning the session.
     caller = Caller.from_request(request, ROLES)
-    pool = async_pool_for(request)
-    if pool is not None:
-        body = await page.job_page_json_async(pool, caller, reference)
-    else:
-        body = await run_in_threadpool(page.job_page_json, session, caller, reference)
+    body = await run_in_threadpool(page.job_page_json, session, caller, reference)
+    return Response(body, media_type="application/json")
+
+
+async def job_page_on_pool(request: Request, pool) -> Response:
+    """GET /api/v1/jobs/{reference} on the API's async pool (server/poolroute.py): no thread, no ORM."""
+    caller = Caller.from_request(request, ROLES)
+    body = await page.job_page_json_async(pool, caller, request.path_params["reference"])
     return Response(body, media_type="application/json")

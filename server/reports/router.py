@@ -8,13 +8,11 @@ import orjson
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi import Path as FastPath
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import select
 
 from server.config import get_settings
-from server.db import async_pool_for
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match, Route
 
 from server.deps import (Caller, CurrentUser, Principal, SessionDep, authenticate, authenticated_in_handler,
                          require)
@@ -45,78 +43,27 @@ def channel_for(p: Principal) -> str:
              dependencies=[authenticated_in_handler(*REPORTERS)])
 async def create_report(request: Request, session: SessionDep):
     """Take a report: snap it to an asset, attach it to an open job or open one with an SLA clock."""
-    # A report that IntakeRoute (below) did not take: a body that fails validation (whose token and role are
-    # judged first, as FastAPI would), an attach that needs the ORM's follow-ups, an app run without its
-    # lifespan or whose sessions are overridden (the test suite's rollback-per-test). The same use case, on the
-    # request's session, through the thread pool.
+    # A report that create_report_on_pool (below, server/poolroute.py) did not take: a body that fails
+    # validation (whose token and role are judged first, as FastAPI would), an attach that needs the ORM's
+    # follow-ups, a request with a query string, an app run without its lifespan or whose sessions are
+    # overridden (the test suite's rollback-per-test). The same use case, on the request's session, through
+    # the thread pool.
     payload = json_body(request, await request.body())
     status, answer = await run_in_threadpool(_create_report, request, session, payload)
     return FastJSONResponse(answer, status_code=status)
 
 
-class IntakeRoute(Route):
-    """POST /api/v1/reports, ahead of its APIRoute (create_report): the busiest write, without FastAPI's
-    dependency solving or the request's ORM session.
-
-    A valid body goes to the intake on the API's async pool (server/reports/service.py submit_report_async):
-    the token check rides on its first statement, no thread and no ORM. Whatever it does not take (see
-    create_report) goes on to the app's routes as if this route were not there, with the body it read. The
-    APIRoute stays what OpenAPI, the access matrix and the docs describe; this one is left out of the schema.
-    Errors raised here are answered by the app's exception handlers, as the APIRoute's are.
-    """
-
-    DECLINED = "kerbside.intake_declined"
-
-    def __init__(self, path: str, router) -> None:
-        self._router = router
-        super().__init__(path, self._serve, methods=["POST"], include_in_schema=False)
-        self.app = self._serve  # an ASGI callable: it may hand the request on unanswered
-
-    def matches(self, scope):
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get(self.DECLINED):
-            return Match.NONE, {}  # other methods: the APIRoute's own answer (405 with Allow)
-        match, child = super().matches(scope)
-        if match is Match.FULL:
-            child = {**child, "route": self}  # the metrics' and access log's route label
-        return match, child
-
-    async def _serve(self, scope, receive, send) -> None:
-        request = Request(scope, receive)
-        pool = async_pool_for(request)
-        body = None
-        if pool is not None and not scope.get("query_string"):  # a query string: the APIRoute judges it
-            body = await request.body()
-            payload = json_body(request, body)
-            try:
-                data = validated(ReportIn, payload)
-            except RequestValidationError:
-                data = None
-            if data is not None:
-                done = await service.submit_report_async(pool, Caller.from_request(request, REPORTERS), data,
-                                                         channel_for)
-                if done is not None:
-                    return await FastJSONResponse(done[1], status_code=done[0])(scope, receive, send)
-        scope[self.DECLINED] = True
-        await self._router(scope, receive if body is None else _replay(body, receive), send)
-
-
-def _replay(body: bytes, receive):
-    """`receive` with the body already read handed out once more, first."""
-    given = False
-
-    async def replay():
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def install_intake_route(app) -> None:
-    """Put IntakeRoute ahead of every other route of `app`."""
-    app.router.routes.insert(0, IntakeRoute("/api/v1/reports", app.router))
+async def create_report_on_pool(request: Request, pool) -> Response | None:
+    """POST /api/v1/reports on the API's async pool (server/poolroute.py): a valid body goes to the intake
+    there (server/reports/service.py submit_report_async), the token check riding on its first statement, no
+    thread and no ORM. None for what create_report takes instead (see there)."""
+    payload = json_body(request, await request.body())
+    try:
+        data = validated(ReportIn, payload)
+    except RequestValidationError:
+        return None
+    done = await service.submit_report_async(pool, Caller.from_request(request, REPORTERS), data, channel_for)
+    return None if done is None else FastJSONResponse(done[1], status_code=done[0])
 
 
 class FastJSONResponse(JSONResponse):

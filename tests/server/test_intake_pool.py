@@ -373,3 +373,31 @@ def test_what_the_intake_route_does_not_take_goes_on_to_the_api_route_with_its_b
     # Other methods are the APIRoute's answer: 405, naming POST.
     get = client.get("/api/v1/reports", headers=h)
     assert get.status_code == 405 and "POST" in get.headers["allow"]
+
+
+def test_the_job_page_route_on_the_pool_hands_on_what_it_does_not_take(live, db):
+    """server/poolroute.py: the job page's PoolRoute answers GET on the pool under the APIRoute's route label;
+    a query string and HEAD go on to the APIRoute (the engine's connection, or a 405); /jobs/overdue,
+    matched ahead of it, is still the overdue list."""
+    from server.metrics import REGISTRY
+
+    client, tokens = live
+    _, lat, lon = lamp_column(db)
+    job = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["field_worker"])).json()
+    ref = job["job"]["reference"]
+    h = auth(tokens["advisor"])
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("kerbside_http_requests_total", {
+            "method": "GET", "route": "/api/v1/jobs/{reference}", "status": "200"}) or 0.0
+
+    before, n = served(client), count()
+    page = client.get(f"/api/v1/jobs/{ref}", headers=h)
+    assert page.status_code == 200 and served(client) == before + 1 and count() == n + 1
+    queried = client.get(f"/api/v1/jobs/{ref}?view=full", headers=h)
+    assert queried.status_code == 200 and served(client) == before + 1 and count() == n + 2
+    assert queried.json()["reference"] == ref == page.json()["reference"]
+    head = client.head(f"/api/v1/jobs/{ref}", headers=h)  # the APIRoute's answer, as before the PoolRoute
+    assert head.status_code == 405 and head.headers["allow"] == "GET" and served(client) == before + 1
+    overdue = client.get("/api/v1/jobs/overdue", headers=h)
+    assert overdue.status_code == 200 and served(client) == before + 1
