@@ -132,7 +132,7 @@ def render(r: dict) -> str:
           "`bench/post_reports.lua` (street-light reports within ~5 m of random lamp columns, unique client_id): "
           "the API; the **ORM baseline** (`bench/baseline_app.py`: KNN snap + INSERT through the API's SQLAlchemy "
           "session); the **bare baseline** (`bench/bare_app.py`: the same two statements from a psycopg 3 async "
-          "pool, server-side prepared, orjson, no ORM). The order rotates each round.", "",
+          "pool, server-side prepared, in autocommit, orjson, no ORM). The order rotates each round.", "",
           "| round | server | req/s | p50 ms | p95 ms | p99 ms | requests | CPU ms/req: app | its PostgreSQL backends "
           "| backend active ms/req | machine busy |",
           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -160,8 +160,11 @@ def render(r: dict) -> str:
     L += ["", "## 3. Reads", "",
           f"Job by reference: `GET /api/v1/jobs/{{ref}}` (advisor token) at 20,000 random references of the "
           f"{_n(sla['open_jobs'])} jobs, 16 connections: {_n(job['rps'])} req/s, p50 {job['p50']:.1f} ms, p95 "
-          f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**. The page is one prepared statement on the API's async "
-          "psycopg pool, which holds one connection per CPU core in each API process (`KERBSIDE_DB_ASYNC_POOL_SIZE`): "
+          f"{job['p95']:.1f} ms, p99 **{job['p99']:.1f} ms**. The page is answered ahead of its FastAPI route, "
+          "without dependency solving or a request session (server/poolroute.py; in an A/B on 1M jobs: 2,844 → "
+          "3,690 req/s, app CPU 0.49 → 0.36 ms per request, p99 10.7 → 7.9 ms). It is one prepared statement on "
+          "the API's async psycopg pool, which holds one connection per CPU core in each API process "
+          "(`KERBSIDE_DB_ASYNC_POOL_SIZE`): "
           "with 20, as it had before, 16 busy backends shared the 2 cores with the API workers and wrk. In an A/B of "
           "1, 2, 3, 4 and 20 connections per worker (3 rounds of 10 s each, on the notifications bench's database, "
           "20,000 jobs) this page's p99 ran 7.3–9.6, 7.7–10.2, 8.9–10.9, 9.4–12.3 and 10.1–20 ms.", "",
@@ -302,31 +305,40 @@ def notes(r: dict) -> dict[str, list[str]]:
     snaps = {s: (r["snap"][str(s)] if str(s) in r["snap"] else r["snap"][s]) for s in sizes}
     out = {}
     out["intake"] = [
-        "**Where the time goes.** A report takes two statements and one commit, as many as the bare baseline: "
-        "where the point is (with the token check and the retry lookup riding on it), then `kerbside_intake`, one "
-        "PL/pgSQL call for lock, duplicate, job, report, timeline, dispatch and the reporter's contact (queued as it "
-        "came); on psycopg 3 from an async pool, prepared, no thread and no ORM (server/reports/service.py "
-        "`submit_report_async`), "
-        "the NOTIFYs sent after the commit in a transaction of their own, in the commit's round trip. The "
-        f"difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
-        "ms** (locate resolves boundary, ward, nearest named street and five candidates where the baseline takes "
+        "**Where the time goes.** A report takes two statements and, for its wake-ups, a third; the bare "
+        "baseline takes two. All run in autocommit on psycopg 3 from an async pool, prepared, with no thread and no "
+        "ORM, and the request is taken ahead of FastAPI's dependency solving (server/poolroute.py "
+        "`PoolRoute`). The first statement finds where the point is, with the token check and the retry lookup "
+        "riding on it. The second is `kerbside_intake`, one PL/pgSQL call that is the report's transaction: lock, "
+        "duplicate, job, report, timeline, dispatch, and the reporter's contact queued as it came. The third sends "
+        "the NOTIFYs in a transaction of their own. "
+        f"The difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
+        "ms**. Locate resolves boundary, ward, nearest named street and five candidates where the baseline takes "
         "one nearest; the write inserts a job with its nine indexes, a report, four timeline rows and a dispatch "
-        f"message where the baseline inserts one row), and **{ia:.1f} ms of app CPU against {ba:.1f} ms** "
-        "(validation of the whole report and its answers, the snap choice and confidence, the SLA deadline in "
-        "working days, the answer in words, three middlewares: request id and access log, CORS, body limit). wrk, "
-        "the servers and PostgreSQL share 2 cores, so throughput follows total CPU per request and the ratio is "
-        "close to the ratio of those totals.",
+        "message where the baseline inserts one row. A `perf` profile of the whole machine under this load "
+        "(server/ at this commit) put about 70 % of PostgreSQL's time inside the two PL/pgSQL functions: GiST "
+        "index scans (boundary, ward, street, candidates) about a fifth of it, executor start-up for the "
+        "functions' statements about a sixth, commits about a tenth. "
+        f"The app used **{ia:.1f} ms of CPU against {ba:.1f} ms**: validation of the whole report and its answers, "
+        "the snap choice and confidence, the SLA deadline in working days, the answer in words, a third round "
+        "trip, and three middlewares (request id and access log, CORS, body limit). wrk, the servers and "
+        "PostgreSQL share 2 cores, so throughput follows total CPU per request and the ratio is close to the "
+        "ratio of those totals.",
         *_waits(r),
         "",
-        "**What would move it.** The async pool path cut the app's CPU per report by about a third against the "
-        "previous sync path through SQLAlchemy (an A/B run of the same load, in git history), but the database "
-        "side did not move, and it is now the larger part. 0.5× the bare baseline "
-        f"needs the whole intake within 2× its CPU (≤ {2 * (ba + bb):.1f} ms here, against {ia + ib_:.1f}), which "
-        "means dropping work the intake does by design: fewer indexes on `jobs` (nine, one of them GiST) and "
-        "fewer timeline rows per new job, or the street lookup only for categories that show it. p99 ≤ 50 ms at 16 "
-        "connections is the same arithmetic: 16 requests in flight on 2 cores wait, on average, 16 / throughput "
-        f"({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the bare baseline's p99 was "
-        f"{it['p99']['bare']:.0f} ms in the same run).",
+        "**What would move it.** Two changes in this run's code took about a fifth off the app's CPU per report, "
+        "in A/B runs on the same database (figures in git history): `PoolRoute` (no dependency solving, no "
+        "request session) and autocommit on the pool (no BEGIN and COMMIT round trips; `kerbside_intake` declines "
+        "an attach that needs the ORM's follow-ups before writing, migration 0018). The bare baseline was moved to "
+        "autocommit as well, which made it about 9 % faster: the strongest baseline. 0.5× the bare baseline "
+        f"needs the whole intake within 2× its CPU (≤ {2 * (ba + bb):.1f} ms here, against {ia + ib_:.1f}). "
+        "What is left is mostly PostgreSQL work the intake does by design. It would mean dropping some of it: "
+        "fewer indexes on `jobs` (nine, one of them GiST), fewer timeline rows per new job, the street lookup only "
+        "for categories that show it, or the lamp-column foreign keys' row locks. Or it would mean moving the "
+        "snap choice and the SLA deadline into SQL, so that a report is one statement. "
+        "p99 ≤ 50 ms at 16 connections is the same arithmetic: 16 requests in flight on 2 cores wait, on "
+        f"average, 16 / throughput ({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the "
+        f"bare baseline's p99 was {it['p99']['bare']:.0f} ms in the same run).",
     ]
     s1, sb = snaps[1_000_000 if 1_000_000 in snaps else sizes[-1]], snaps[sizes[-1]]
     out["snap"] = [
@@ -361,9 +373,7 @@ def notes(r: dict) -> dict[str, list[str]]:
         "A/B run the pool gave ~22 % more throughput than the same statement through a thread and SQLAlchemy's "
         "pool (app CPU per request 1.47 against 1.80 ms on that day's machine), which gave ~5× the ORM page's. "
         "What remains is per-request work in uvicorn, psycopg's async protocol and the page's Python "
-        f"({job['app_ms']:.2f} ms of app CPU and {job['db_ms']:.2f} ms of PostgreSQL per request in this run); our "
-        "ASGI stack adds "
-        "~100 µs over a bare FastAPI app on this route (measured in process). What "
+        f"({job['app_ms']:.2f} ms of app CPU and {job['db_ms']:.2f} ms of PostgreSQL per request in this run). What "
         "would move it: more cores (at fixed CPU per request the latency scales with connections / cores), or a "
         "cache per reference invalidated by the job-events NOTIFY.",
         "",

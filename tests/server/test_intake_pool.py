@@ -345,7 +345,7 @@ def _count(route: str, status: int) -> float:
 
 
 def test_what_the_intake_route_does_not_take_goes_on_to_the_api_route_with_its_body(live, db):
-    """server/reports/router.py IntakeRoute answers a valid report on the pool, ahead of the APIRoute; a body
+    """server/poolroute.py: the intake's PoolRoute answers a valid report on the pool, ahead of the APIRoute; a body
     that fails validation or a request with a query string goes on to the APIRoute, which reads the same body."""
     client, tokens = live
     ref, lat, lon = lamp_column(db)
