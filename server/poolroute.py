@@ -71,10 +71,10 @@ def _replay(read: list[dict], receive):
     return replay
 
 
-def install(app, path: str, method: str, handler: Handler, *, before: BaseRoute | None = None) -> None:
-    """Put a PoolRoute for `method path` among `app`'s routes: ahead of `before` (the route, or the included
-    router, that holds its APIRoute; routes ahead of that one, such as /jobs/overdue, still match first), or
-    ahead of every route."""
+def install(app, path: str, method: str, handler: Handler, *, before: BaseRoute) -> None:
+    """Put a PoolRoute for `method path` among `app`'s routes, just ahead of `before` (the route, or the
+    included router, that holds its APIRoute): routes ahead of that one, such as /jobs/overdue, still match
+    first."""
     routes = app.router.routes
-    at = 0 if before is None else next(i for i, r in enumerate(routes) if r is before)
+    at = next(i for i, r in enumerate(routes) if r is before)  # by identity: included routers compare by value
     routes.insert(at, PoolRoute(path, method, handler, app.router))

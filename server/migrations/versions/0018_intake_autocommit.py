@@ -25,9 +25,9 @@ branch_labels = None
 depends_on = None
 
 ATTACHED = "  attached := j.id IS NOT NULL;\n"
-DECLINE = ATTACHED + """  -- Asked by the API's autocommit path: an attach that needs the ORM's follow-ups (a more severe report
-  -- raising the open job's priority, or webhooks subscribed to attaches) writes nothing and says so; the API
-  -- then takes the report on a session, in one transaction with those follow-ups.
+DECLINE = ATTACHED + """  -- Asked by the API's autocommit path: an attach that needs the ORM's follow-ups (a more
+  -- severe report raising the open job's priority, or webhooks subscribed to attaches) writes nothing and
+  -- says so; the API then takes the report on a session, in one transaction with those follow-ups.
   IF attached AND coalesce((p->>'defer_follow_up')::boolean, false) AND (
        coalesce(array_position(ARRAY['emergency', 'urgent', 'normal', 'low'], jb->>'priority'), 10)
          < coalesce(array_position(ARRAY['emergency', 'urgent', 'normal', 'low'], j.priority::text), 10)
