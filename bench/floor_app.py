@@ -1,17 +1,22 @@
 """What-if: the intake's database work behind the bare baseline's app, to size how far app-side work can go.
 
-Not a product path. The bare baseline's stack (FastAPI endpoint, pydantic body, psycopg 3 async pool in
-autocommit, prepared statements, orjson), sending the statements the intake sends, with the same texts taken
-from server/reports/service.py: where the point is (boundary, ward, street, five candidates, the retry lookup
-and the token lookup riding on it), then `kerbside_intake` (lock, duplicate, job, report, timeline, dispatch),
-then the wake-ups. Everything the intake does in Python is reduced to the least that gives the database the
-same rows to write: the body is not validated beyond the bare baseline's three fields, the token is not judged
-(only looked up), the nearest candidate is taken, and the deadline is the category's, worked out once a minute.
+Not a product path. Two apps on the bare baseline's stack (FastAPI endpoint, pydantic body, psycopg 3 async
+pool in autocommit, prepared statements, orjson), each giving the database the intake's work for a report:
 
-Its throughput is the ceiling of the intake with its database design unchanged: the intake cannot pass it by
-taking work out of the app, so `floor / bare` says whether goal 1 is within reach of app-side work at all.
+- `create_app`, the **floor**: the statements the intake sends, with the same texts taken from
+  server/reports/service.py: where the point is (boundary, ward, street, five candidates, with the retry
+  lookup and the token lookup riding on it), then `kerbside_intake` (lock, duplicate, job, report, timeline,
+  dispatch), then the wake-ups. Everything the intake does in Python is cut to the least that gives the
+  database the same rows to write: the body is not validated beyond the bare baseline's three fields, the
+  token is looked up but not judged, the nearest candidate is taken, and the deadline is worked out once a
+  minute. Its throughput is the most any app-side change could give the intake with its statements as they are.
+- `create_app_one`, the **one-statement floor**: the same work as one statement, `kerbside_bench_one` (created
+  by `prepare` in the bench database only), which calls `kerbside_locate`, fills in the snapped asset, ward and
+  street, and calls `kerbside_intake` with its NOTIFYs inside. It sizes the redesign that would make a report
+  one statement (the snap choice and the SLA deadline in SQL): the most that redesign could give.
 
-    uvicorn bench.floor_app:create_app --factory      (KERBSIDE_DATABASE_URL names the database)
+    uvicorn bench.floor_app:create_app --factory        (KERBSIDE_DATABASE_URL names the database)
+    uvicorn bench.floor_app:create_app_one --factory
 """
 from __future__ import annotations
 
@@ -26,8 +31,50 @@ from fastapi.responses import Response
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
 
 from bench.bare_app import _conninfo
+
+# The one-statement floor's function (bench database only). c is the nearest candidate: [id, ref, distance, name].
+ONE_SQL = """
+CREATE OR REPLACE FUNCTION kerbside_bench_one(p jsonb, p_lon float8, p_lat float8, p_srid integer, p_layer text,
+                                              p_client uuid, p_token text) RETURNS text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  l record;
+  replay json;
+  caller json;
+  c json;
+  aid bigint;
+  d numeric;
+BEGIN
+  SELECT * INTO l FROM kerbside_locate(p_lon, p_lat, p_srid, p_layer);
+  replay := kerbside_replay(p_client);
+  caller := (SELECT json_build_object('id', t.id, 'name', t.name, 'role', t.role, 'contractor_id', t.contractor_id,
+                                      'crew_id', t.crew_id, 'token_hash', t.token_hash, 'revoked_at', t.revoked_at,
+                                      'expires_at', t.expires_at)
+               FROM api_tokens t WHERE t.token_hash = p_token);
+  c := l.candidates->0;
+  aid := (c->>0)::bigint;
+  d := round((c->>2)::numeric, 1);
+  RETURN kerbside_intake(p || jsonb_build_object(
+    'asset_id', aid, 'geom', l.ewkt, 'lock', hashtext(p->>'category' || ':' || aid)::bigint,
+    'actor', (caller->>'role') || ':' || (caller->>'name'),
+    'job', (p->'job') || jsonb_build_object('asset_id', aid, 'ward_id', l.ward_id, 'street', l.street),
+    'opening_events', jsonb_set(p->'opening_events', '{1,data}', (p->'opening_events'->1->'data')
+                                || jsonb_build_object('asset', c->>1, 'distance_m', d)),
+    'answer', jsonb_set(p->'answer', '{job,asset}', jsonb_build_object('layer', p_layer, 'ref', c->>1,
+                                                                       'distance_m', d)),
+    'report', (p->'report') || jsonb_build_object('asset_id', aid, 'snap_distance_m', (c->>2)::float8,
+                                                  'ward_id', l.ward_id, 'street', l.street,
+                                                  'token_id', (caller->>'id')::int)))::text;
+END
+$fn$"""
+
+
+def prepare(conn) -> None:
+    """The one-statement floor's function, in the bench database (a SQLAlchemy connection, in a transaction)."""
+    conn.execute(text(ONE_SQL.replace(":", r"\:")))
 
 
 class PointIn(BaseModel):
@@ -39,10 +86,7 @@ class PointIn(BaseModel):
     lon: float
 
 
-def create_app(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
-    """The floor app: POST /bench/reports (a bearer token as the API takes it), GET /healthz. Its pool is the
-    API's size (`KERBSIDE_DB_ASYNC_POOL_SIZE`): in an A/B it served more, with a lower p99, than with the bare
-    baseline's 10 (which serves the bare baseline best)."""
+def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
     from server import events
     from server.catalogue.answers import priority_for
     from server.catalogue.service import known_category
@@ -57,7 +101,6 @@ def create_app(category_code: str = "street_light", pool_size: int | None = None
     category = known_category(category_code)
     priority = priority_for(category, {"fault": "out"})  # what bench/post_reports.lua answers
     policy = category.sla_for(priority)
-    locate, write, notify = service._LOCATE_REPLAY_CALLER.text, service._WRITE.text, service._NOTIFY
     state: dict = {"due": (None, None)}
 
     def due(now: datetime) -> datetime:
@@ -68,6 +111,50 @@ def create_app(category_code: str = "street_light", pool_size: int | None = None
                             subdiv=settings.holiday_subdivision)
             state["due"] = (minute, at)
         return at
+
+    def params(body: PointIn, now: datetime, digest: str) -> dict:
+        """kerbside_intake's parameter, less the snapped asset, the place and the caller."""
+        d = due(now)
+        return {
+            "category": category.code, "dup_radius_m": category.duplicate_radius_m,
+            "dup_since": now - timedelta(hours=category.duplicate_window_hours), "now": now,
+            "actor_role": "field_worker", "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL,
+            "defer_notify": not one, "defer_follow_up": True,
+            "dispatch": {"destination": "dispatch", "topic": "job.opened"},
+            "job": {"priority": priority, "status": "new", "triage_reason": None, "sla_policy": policy, "due_at": d,
+                    "risk_at": risk_at_for(now, d), "description": ""},
+            "received_data": {"channel": "app", "client_id": str(body.client_id)},
+            "opening_events": [
+                {"type": events.JOB_OPENED, "actor": "-", "actor_role": "field_worker",
+                 "after": {"status": "new", "priority": priority}, "data": {"category": category.code},
+                 "with_geom": True, "notify": False},
+                {"type": events.SNAPPED, "actor": "system:snapping", "actor_role": "system", "notify": False,
+                 "data": {"confidence": 0.9, "reason": "nearest"}},
+                {"type": events.SLA_SET, "actor": "system:sla", "actor_role": "system",
+                 "after": {"due_at": d.isoformat()}, "data": {"policy": policy, "priority": priority},
+                 "notify": True}],
+            "answer": {"client_id": str(body.client_id), "received_at": now.isoformat(), "channel": "app",
+                       "job": {"category": category.code, "asset": None},
+                       "snap": {"confidence": 0.9, "reason": "nearest", "runner_up": None}, "warnings": []},
+            "report": {"client_id": str(body.client_id), "payload_hash": digest, "channel": "app", "lat": body.lat,
+                       "lon": body.lon, "accuracy_m": 5, "observed_at": now, "mock_location": False,
+                       "description": "", "answers": {"fault": "out"}, "snap_confidence": 0.9, "reporter": {}},
+            "contact": None,
+        }
+
+    def fill(p: dict, row) -> dict:
+        """The floor's Python side of what kerbside_bench_one does in SQL: the nearest candidate and the place."""
+        asset_id, ref, dist, _ = row.candidates[0]
+        caller = row.caller  # looked up, not judged
+        actor = f"{caller['role']}:{caller['name']}" if caller else "-"
+        p.update(asset_id=asset_id, geom=row.ewkt, lock=service._lock_key(category.code, asset_id), actor=actor)
+        p["job"].update(asset_id=asset_id, ward_id=row.ward_id, street=row.street)
+        p["opening_events"][0]["actor"] = actor
+        p["opening_events"][1]["data"].update(asset=ref, distance_m=round(dist, 1))
+        p["answer"]["job"]["asset"] = {"layer": category.layer, "ref": ref, "distance_m": round(dist, 1)}
+        p["report"].update(asset_id=asset_id, snap_distance_m=dist, ward_id=row.ward_id, street=row.street,
+                           token_id=caller["id"] if caller else None)
+        return p
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -86,54 +173,43 @@ def create_app(category_code: str = "street_light", pool_size: int | None = None
 
     @app.post("/bench/reports", status_code=201)
     async def report(body: PointIn, request: Request) -> Response:
-        token = request.headers.get("authorization", "")[7:]
+        digest = hashlib.sha256(request.headers.get("authorization", "")[7:].encode()).hexdigest()
         now = datetime.now(timezone.utc)
-        params = {"lon": body.lon, "lat": body.lat, "srid": settings.srid, "layer": category.layer,
-                  "client_id": body.client_id, "token_hash": hashlib.sha256(token.encode()).hexdigest()}
+        p = params(body, now, digest)
         async with state["pool"].connection() as conn:
-            async with conn.cursor(row_factory=namedtuple_row) as cur:
-                await cur.execute(locate, params, prepare=True)
-                row = await cur.fetchone()
-            caller = row.caller  # looked up, not judged: {"id", "name", "role", ...} or None
-            actor = f"{caller['role']}:{caller['name']}" if caller else "bench"
-            asset_id, ref, dist, _ = row.candidates[0]
-            d = due(now)
-            p = {
-                "lock": service._lock_key(category.code, asset_id), "category": category.code, "asset_id": asset_id,
-                "dup_radius_m": category.duplicate_radius_m,
-                "dup_since": now - timedelta(hours=category.duplicate_window_hours), "geom": row.ewkt, "now": now,
-                "actor": actor, "actor_role": "field_worker",
-                "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": True,
-                "defer_follow_up": True, "dispatch": {"destination": "dispatch", "topic": "job.opened"},
-                "job": {"asset_id": asset_id, "ward_id": row.ward_id, "street": row.street, "priority": priority,
-                        "status": "new", "triage_reason": None, "sla_policy": policy, "due_at": d,
-                        "risk_at": risk_at_for(now, d), "description": ""},
-                "received_data": {"channel": "app", "client_id": str(body.client_id)},
-                "opening_events": [
-                    {"type": events.JOB_OPENED, "actor": actor, "actor_role": "field_worker",
-                     "after": {"status": "new", "priority": priority}, "data": {"category": category.code},
-                     "with_geom": True, "notify": False},
-                    {"type": events.SNAPPED, "actor": "system:snapping", "actor_role": "system", "notify": False,
-                     "data": {"asset": ref, "distance_m": round(dist, 1), "confidence": 0.9, "reason": "nearest"}},
-                    {"type": events.SLA_SET, "actor": "system:sla", "actor_role": "system",
-                     "after": {"due_at": d.isoformat()}, "data": {"policy": policy, "priority": priority},
-                     "notify": True}],
-                "answer": {"client_id": str(body.client_id), "received_at": now.isoformat(), "channel": "app",
-                           "job": {"category": category.code,
-                                   "asset": {"layer": category.layer, "ref": ref, "distance_m": round(dist, 1)}},
-                           "snap": {"confidence": 0.9, "reason": "nearest", "runner_up": None}, "warnings": []},
-                "report": {"client_id": str(body.client_id), "payload_hash": params["token_hash"], "channel": "app",
-                           "lat": body.lat, "lon": body.lon, "accuracy_m": 5, "observed_at": now,
-                           "mock_location": False,
-                           "description": "", "answers": {"fault": "out"}, "asset_id": asset_id,
-                           "snap_distance_m": dist, "snap_confidence": 0.9, "ward_id": row.ward_id,
-                           "street": row.street, "token_id": caller["id"] if caller else None, "reporter": {}},
-                "contact": None,
-            }
-            cur = await conn.execute(write, {"p": orjson.dumps(p).decode()}, prepare=True)
-            written = orjson.loads((await cur.fetchone())[0])
-            if written.get("notify"):
-                await conn.execute(notify, {"notes": orjson.dumps(written["notify"]).decode()}, prepare=True)
+            if one:
+                cur = await conn.execute(ONE, {"p": orjson.dumps(p).decode(), "lon": body.lon, "lat": body.lat,
+                                               "srid": settings.srid, "layer": category.layer,
+                                               "client_id": body.client_id, "token_hash": digest}, prepare=True)
+                written = orjson.loads((await cur.fetchone())[0])
+            else:
+                async with conn.cursor(row_factory=namedtuple_row) as cur:
+                    await cur.execute(service._LOCATE_REPLAY_CALLER.text,
+                                      {"lon": body.lon, "lat": body.lat, "srid": settings.srid,
+                                       "layer": category.layer, "client_id": body.client_id, "token_hash": digest},
+                                      prepare=True)
+                    row = await cur.fetchone()
+                cur = await conn.execute(service._WRITE.text, {"p": orjson.dumps(fill(p, row)).decode()},
+                                         prepare=True)
+                written = orjson.loads((await cur.fetchone())[0])
+                if written.get("notify"):
+                    await conn.execute(service._NOTIFY, {"notes": orjson.dumps(written["notify"]).decode()},
+                                       prepare=True)
         return Response(orjson.dumps(written["answer"]), status_code=201, media_type="application/json")
 
     return app
+
+
+ONE = ("SELECT kerbside_bench_one(%(p)s::jsonb, %(lon)s, %(lat)s, %(srid)s, %(layer)s, %(client_id)s, "
+       "%(token_hash)s)")
+
+
+def create_app(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
+    """The floor: the intake's three statements. Its pool is the API's size (`KERBSIDE_DB_ASYNC_POOL_SIZE`): in
+    an A/B it served more, with a lower p99, than with the bare baseline's 10 (which serves that one best)."""
+    return _app(False, category_code, pool_size)
+
+
+def create_app_one(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
+    """The one-statement floor: the same work as `kerbside_bench_one`."""
+    return _app(True, category_code, pool_size)

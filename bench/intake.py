@@ -6,7 +6,7 @@ The servers: the real API (`server.main:create_app`); the ORM baseline (bench/ba
 one INSERT through the API's own SQLAlchemy session and pool); the bare baseline (bench/bare_app.py: the same
 two statements from a psycopg 3 async pool, server-side prepared, no ORM); and a what-if, the floor
 (bench/floor_app.py: the intake's own statements behind the bare baseline's app, the ceiling of any app-side
-change). Each is warmed up, then driven by
+change), and the same work as one statement (the ceiling of that redesign). Each is warmed up, then driven by
 wrk (bench/post_reports.lua) on the same database, one after the other, the order rotating each round.
 `bench.suite` uses `measure_intake` inside the whole benchmark and rewrites bench/RESULTS.md; `run` here is
 the intake alone on its own database (prints a table).
@@ -410,10 +410,12 @@ SERVERS = {  # name -> (uvicorn factory, path, needs the bench token)
     "orm": ("bench.baseline_app:create_app", "/bench/reports", False),
     "bare": ("bench.bare_app:create_app", "/bench/reports", False),
     "floor": ("bench.floor_app:create_app", "/bench/reports", True),
+    "floor1": ("bench.floor_app:create_app_one", "/bench/reports", True),
 }
 LABELS = {"intake": "intake (the API)", "orm": "ORM baseline (SQLAlchemy session)",
           "bare": "bare baseline (psycopg pool, prepared)",
-          "floor": "floor (the intake's statements behind the bare baseline's app)"}
+          "floor": "floor (the intake's statements behind the bare baseline's app)",
+          "floor1": "one-statement floor (the same work as one statement)"}
 
 
 def pooled(ps: list[Phase]) -> float:
@@ -430,6 +432,7 @@ def summarise(rows: list[tuple[int, int, dict[str, Phase]]]) -> dict[int, dict]:
         out[w] = {"rps": rps, "vs_orm": rps["intake"] / rps["orm"] if rps.get("orm") else 0.0,
                   "vs_bare": rps["intake"] / rps["bare"] if rps.get("bare") else 0.0,
                   "floor_vs_bare": rps["floor"] / rps["bare"] if rps.get("floor") and rps.get("bare") else 0.0,
+                  "floor1_vs_bare": rps["floor1"] / rps["bare"] if rps.get("floor1") and rps.get("bare") else 0.0,
                   "worst_p99": max(ph["intake"].p99 for ph in mine),
                   "p99": {name: max(ph[name].p99 for ph in mine) for name in mine[0]}}
     return out
@@ -437,7 +440,8 @@ def summarise(rows: list[tuple[int, int, dict[str, Phase]]]) -> dict[int, dict]:
 
 def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, workers: list[int], rounds: int,
                    duration: int, warmup: int, connections: int, threads: int, log: Path,
-                   intake_app: str = INTAKE_APP, servers: tuple[str, ...] = ("intake", "orm", "bare", "floor"),
+                   intake_app: str = INTAKE_APP,
+                   servers: tuple[str, ...] = ("intake", "orm", "bare", "floor", "floor1"),
                    quiet: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
     """Each worker count, `rounds` rounds of every server one after the other (the order rotates each round, so
     a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase})."""
@@ -486,17 +490,20 @@ def intake_table(rows: list[tuple[int, int, dict[str, Phase]]], title: str) -> T
     for w, s in summarise(rows).items():
         table.add_row(str(w), "all", "intake/ORM, intake/bare", "", "", "", f"worst {s['worst_p99']:.1f}", "", "",
                       f"[bold]{_ratio(s['vs_orm'])}, {_ratio(s['vs_bare'])}[/]")
-        if s["floor_vs_bare"]:
-            table.add_row(str(w), "all", "floor/bare", "", "", "", "", "", "", _ratio(s["floor_vs_bare"]))
+        if s["floor_vs_bare"] and s["floor1_vs_bare"]:
+            table.add_row(str(w), "all", "floor/bare, floor1/bare", "", "", "", "", "", "",
+                          f"{_ratio(s['floor_vs_bare'])}, {_ratio(s['floor1_vs_bare'])}")
     return table
 
 
 def prepare_baselines(engine) -> None:
-    """The baselines' table (both baselines insert into it)."""
+    """The baselines' table (both baselines insert into it), and the one-statement floor's function."""
+    from bench import floor_app
     from bench.baseline_app import prepare
 
     with engine.begin() as conn:
         prepare(conn)
+        floor_app.prepare(conn)
 
 
 def bench_token(env: dict[str, str], role: str = "field_worker", name: str = "bench-intake") -> str:
