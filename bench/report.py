@@ -304,7 +304,7 @@ def _waits_text(r: dict, w: dict) -> list[str]:
             "The baselines send no NOTIFY, so their commits share WAL flushes."] + out
 
 
-def _floor(it: dict, ia: float, ib_: float, ba: float, bb: float, fa: float, fb: float) -> list[str]:
+def _floor(it: dict, ia: float, ib_: float, ba: float, bb: float, fa: float, fb: float, f1busy: float) -> list[str]:
     """What would move goal 1: the floors' answers (how far app-side work, and one statement, can go), then the
     database's part."""
     need = 2 * (ba + bb)
@@ -321,8 +321,10 @@ def _floor(it: dict, ia: float, ib_: float, ba: float, bb: float, fa: float, fb:
                f"({fa:.1f} ms) that leaves PostgreSQL ≤ {need - fa:.1f} ms per report, against {fb:.1f}. "
                + (f"Making a report one statement (the snap choice and the SLA deadline in SQL) would not reach "
                   f"it either: the same work as one statement, behind the same bare app, served "
-                  f"{_n(it['rps']['floor1'])} req/s, **{it['floor1_vs_bare']:.2f}× bare**, and the intake would "
-                  "still have its validation, token judgement and answer to add. "
+                  f"{_n(it['rps']['floor1'])} req/s, **{it['floor1_vs_bare']:.2f}× bare** (with the machine "
+                  f"{f1busy:.0f} % busy: with its NOTIFYs inside, each report's commit waits its turn for the "
+                  "notification queue's lock), and the intake would still have its validation, token judgement and "
+                  "answer to add. "
                   if it.get("floor1_vs_bare") else "")
                if it.get("floor_vs_bare") else
                f"0.5× the bare baseline needs the whole intake within about 2× its CPU (≤ {need:.1f} ms here, "
@@ -352,6 +354,7 @@ def notes(r: dict) -> dict[str, list[str]]:
 
     ia, ib_, ba, bb = avg("intake", "app_ms"), avg("intake", "db_ms"), avg("bare", "app_ms"), avg("bare", "db_ms")
     fa, fb = (avg("floor", "app_ms"), avg("floor", "db_ms")) if "floor" in rounds[0] else (0.0, 0.0)
+    f1busy = avg("floor1", "util") if "floor1" in rounds[0] else 0.0
     job = r["reads"]["job"]
     sizes = sorted(int(k) for k in r["snap"])
     snaps = {s: (r["snap"][str(s)] if str(s) in r["snap"] else r["snap"][s]) for s in sizes}
@@ -378,7 +381,7 @@ def notes(r: dict) -> dict[str, list[str]]:
         "ratio of those totals.",
         *_waits(r),
         "",
-        *_floor(it, ia, ib_, ba, bb, fa, fb),
+        *_floor(it, ia, ib_, ba, bb, fa, fb, f1busy),
         "p99 ≤ 50 ms at 16 connections is the same arithmetic: 16 requests in flight on 2 cores wait, on "
         f"average, 16 / throughput ({16000 / it['rps']['intake']:.0f} ms at {it['rps']['intake']:.0f} req/s; the "
         f"bare baseline's p99 was {it['p99']['bare']:.0f} ms in the same run).",
