@@ -24,8 +24,9 @@ class Place:
     ewkt: str  # the point in the storage CRS, ready to bind as a geometry parameter
 
 
-# One round trip: boundary test, ward, nearest named street and the layer's 3 nearest assets
-# (kerbside_locate, migration 0004: a PL/pgSQL function so its plan is made once per connection).
+# One round trip: boundary test and ward (one scan of the area parts), nearest named street and the layer's 3
+# nearest assets (kerbside_locate, migrations 0004 and 0019: a PL/pgSQL function so its plan is made once per
+# connection).
 LOCATE_SQL = "SELECT {extra} FROM kerbside_locate(:lon, :lat, :srid, :layer) l"
 _LOCATE = text(LOCATE_SQL.format(extra="l.*"))
 

@@ -281,8 +281,38 @@ def test_nearest_asset_lookup_walks_the_spatial_index(db):
     assert len(knn) == 2, "\n".join(plan)
     assert all(any(line.startswith("Order By: (geom <->") for line in plan[i + 1:i + 4]) for i in knn), \
         "\n".join(plan)
-    # Boundary and ward are tested on the small area parts, through their GiST index.
-    assert sum("ix_area_parts_kind_geom" in line for line in plan) == 2, "\n".join(plan)
+    # Boundary and ward are read from the small area parts in one scan of their GiST index (migration 0019).
+    assert sum("ix_area_parts_kind_geom" in line for line in plan) == 1, "\n".join(plan)
+
+
+def test_one_scan_of_the_area_parts_answers_as_the_two_lookups_did(db):
+    """kerbside_locate reads the boundary test and the ward from one scan of the parts within 50 m (migration
+    0019). At points on and around every ward's edge (inside, outside, in the simplified polygons' gaps, beyond
+    the council's boundary) it must give the answers of 0004's two lookups: a boundary part covering the point,
+    and the nearest ward part within 50 m, ties by area id."""
+    srid = get_settings().srid
+    points = db.execute(text("""
+        WITH edge AS (SELECT (ST_DumpPoints(ST_Boundary(geom))).geom AS v FROM area_parts WHERE kind = 'ward')
+        SELECT ST_X(q), ST_Y(q) FROM (
+          SELECT ST_Transform(ST_Translate(v, dx, dy), 4326) AS q
+            FROM (SELECT v FROM edge ORDER BY md5(ST_AsText(v)) LIMIT 150) e,
+                 (VALUES (0, 0), (3, 0), (-3, 0), (0, 30), (0, -30), (45, 45), (-60, 0), (400, 0)) d(dx, dy)) s
+    """)).all()
+    assert len(points) == 1200
+    expected = text("""
+        WITH p AS (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :srid) AS g)
+        SELECT EXISTS (SELECT 1 FROM area_parts b, p WHERE b.kind = 'boundary' AND ST_Covers(b.geom, p.g)),
+               (SELECT area_id FROM area_parts w, p WHERE w.kind = 'ward' AND ST_DWithin(w.geom, p.g, 50)
+                 ORDER BY ST_Distance(w.geom, p.g), area_id LIMIT 1)""")
+    got = text("SELECT inside, ward_id FROM kerbside_locate(:lon, :lat, :srid, '')")
+    seen = Counter()
+    for lon, lat in points:
+        args = {"lon": lon, "lat": lat, "srid": srid}
+        want = tuple(db.execute(expected, args).one())
+        assert tuple(db.execute(got, args).one()) == want, (lon, lat)
+        seen[(want[0], want[1] is not None)] += 1
+    # The points did reach every case: inside with a ward, outside with none, and outside within 50 m of one.
+    assert seen[(True, True)] and seen[(False, False)] and seen[(False, True)], seen
 
 
 def test_the_write_path_reads_jobs_and_reports_by_index_even_while_they_are_small(client, tokens, db):
