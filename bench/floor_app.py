@@ -21,7 +21,6 @@ pool in autocommit, prepared statements, orjson), each giving the database the i
 from __future__ import annotations
 
 import hashlib
-import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -30,10 +29,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
-from bench.bare_app import _conninfo
+from bench.bare_app import PointIn, _conninfo  # the bare baseline's body: the rest of a report is ignored
 
 # The one-statement floor's function (bench database only). c is the nearest candidate: [id, ref, distance, name].
 ONE_SQL = """
@@ -72,18 +70,13 @@ END
 $fn$"""
 
 
+ONE = ("SELECT kerbside_bench_one(%(p)s::jsonb, %(lon)s, %(lat)s, %(srid)s, %(layer)s, %(client_id)s, "
+       "%(token_hash)s)")
+
+
 def prepare(conn) -> None:
     """The one-statement floor's function, in the bench database (a SQLAlchemy connection, in a transaction)."""
     conn.execute(text(ONE_SQL.replace(":", r"\:")))
-
-
-class PointIn(BaseModel):
-    """The bare baseline's body (the rest of the report is ignored, as there)."""
-
-    model_config = ConfigDict(extra="ignore")
-    client_id: uuid.UUID
-    lat: float
-    lon: float
 
 
 def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
@@ -198,10 +191,6 @@ def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
         return Response(orjson.dumps(written["answer"]), status_code=201, media_type="application/json")
 
     return app
-
-
-ONE = ("SELECT kerbside_bench_one(%(p)s::jsonb, %(lon)s, %(lat)s, %(srid)s, %(layer)s, %(client_id)s, "
-       "%(token_hash)s)")
 
 
 def create_app(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
