@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from server.deps import Principal
 from server.jobs.models import Job, JobEvent
-from server.jobs.scheduled import pending_query, sweep_sla
+from server.jobs.scheduled import _FLAG, BATCH, SWEPT_STATUSES, pending_query, sweep_sla
 from server.jobs.transitions import move, set_due
 from tests.conftest import auth
 
@@ -80,6 +80,26 @@ def test_time_on_hold_does_not_count(db):
     assert job.reference not in out["at_risk"] + out["breached"]
     assert job.reference in sweep_sla(db, now=T0 + timedelta(hours=25))["at_risk"]
     assert job.reference in sweep_sla(db, now=T0 + timedelta(hours=31))["breached"]
+
+
+def test_the_sweep_is_not_jit_compiled(db):
+    # Planned for a batch of thousands, the sweep's statements pass jit_above_cost on a large table, and an
+    # empty sweep then spent most of its time compiling. Here every plan may be compiled, but not the sweep's.
+    compiled = _FLAG["at_risk"].compile(dialect=db.bind.dialect)
+    params = compiled.construct_params({
+        "now": T0, "statuses": list(SWEPT_STATUSES), "limit": BATCH, "type": "sla_at_risk", "after": "{}",
+        "channel": "kerbside_test_unheard"})
+
+    def plan() -> str:
+        return "\n".join(r[0] for r in db.connection().exec_driver_sql(
+            "EXPLAIN (ANALYZE) " + str(compiled), params))
+
+    db.execute(text("SET LOCAL jit_above_cost = 0"))
+    assert db.scalar(text("SELECT pg_jit_available()"))
+    assert "JIT:" in plan()  # the control: with JIT allowed, this statement is compiled
+    sweep_sla(db, now=T0)
+    assert db.scalar(text("SHOW jit")) == "off"  # for the rest of the sweep's transaction only (SET LOCAL)
+    assert "JIT:" not in plan()
 
 
 @pytest.mark.parametrize("kind, index", [("at_risk", "ix_jobs_risk_pending"), ("breached", "ix_jobs_breach_pending")])
