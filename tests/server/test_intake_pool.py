@@ -273,6 +273,19 @@ def test_the_pool_is_sized_by_its_own_setting_not_the_sessions(live):
     assert client.app.state.intake_pool.max_size == s.db_async_pool_size
 
 
+def test_the_apps_connections_have_no_jit_compiling(live, engine):
+    """Both pools' connections (the sessions' and the async one's) run with jit off (server/db.py)."""
+    client, _ = live
+
+    async def show() -> str:
+        async with client.app.state.intake_pool.connection() as conn:
+            return (await (await conn.execute("SHOW jit")).fetchone())[0]
+
+    assert client.portal.call(show) == "off"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+
+
 def test_a_pinged_connection_is_handed_out_idle_to_the_page_and_the_intake(live, db, monkeypatch):
     """A connection idle for db_ping_idle_seconds is pinged before use; the ping leaves no transaction open
     (the page's autocommit could not be set on one, and a report would run inside it)."""
