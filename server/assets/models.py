@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, UniqueConstraint,
+                        func, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -57,4 +58,6 @@ class Asset(Base):
         UniqueConstraint("layer_id", "external_ref", name="uq_assets_layer_ref"),
         # btree_gist: KNN within one layer uses a single index scan.
         Index("ix_assets_layer_geom", "layer_id", "geom", postgresql_using="gist"),
+        # The contact centre's find: an asset by its reference in any case (migration 0020).
+        Index("ix_assets_external_ref_lower", text("lower(external_ref)")),
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from server.areas.models import Area
@@ -81,10 +81,16 @@ def find(session: Session, who: Principal, text: str) -> dict:
     if not term:
         return {"query": term, "jobs": [], "assets": []}
     low = term.lower()
-    report_jobs = select(Report.job_id).where(Report.reference == term.upper())
-    q = summary_select().where(visible(who), or_(
-        Job.reference == term.upper(), Job.id.in_(report_jobs), func.lower(Asset.external_ref) == low,
-        func.lower(Job.contractor_ref) == low, Job.street.ilike(_like(term), escape="\\")))
+    # Each way of matching on its own index, the jobs found by any of them (an OR across them would read every
+    # job: about 0.65 s at 1M jobs): references, the asset's (ix_assets_ref_lower), the contractor's
+    # (ix_jobs_contractor_ref_lower), and a part of the street (ix_jobs_street_trgm).
+    matched = union(
+        select(Job.id).where(Job.reference == term.upper()),
+        select(Report.job_id).where(Report.reference == term.upper()),
+        select(Job.id).join(Asset, Asset.id == Job.asset_id).where(func.lower(Asset.external_ref) == low),
+        select(Job.id).where(func.lower(Job.contractor_ref) == low),
+        select(Job.id).where(Job.street.ilike(_like(term), escape="\\")))
+    q = summary_select().where(visible(who), Job.id.in_(matched))
     is_open = case((Job.status.in_(rules.OPEN_STATUSES), 0), else_=1)
     now = datetime.now(timezone.utc)
     jobs = [board_row(r, now) for r in session.execute(

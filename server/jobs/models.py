@@ -64,6 +64,15 @@ class Job(Base):
         Index("ix_jobs_breach_pending", "due_at", postgresql_where="breached_at IS NULL"),
         # A crew's jobs (GET /me/jobs, and counting open jobs against capacity at dispatch).
         Index("ix_jobs_crew_id", "crew_id", postgresql_where="crew_id IS NOT NULL"),
+        # Lists and searches at a million jobs (migration 0020): newest first (GET /jobs), a contractor's own
+        # (GET /contractor/jobs), and the contact centre's find by asset, contractor's reference or street.
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_contractor_updated", "contractor_id", "updated_at", "id",
+              postgresql_where="contractor_id IS NOT NULL"),
+        Index("ix_jobs_asset_id", "asset_id", postgresql_where="asset_id IS NOT NULL"),
+        Index("ix_jobs_contractor_ref_lower", text("lower(contractor_ref)"),
+              postgresql_where="contractor_ref IS NOT NULL"),
+        Index("ix_jobs_street_trgm", "street", postgresql_using="gin", postgresql_ops={"street": "gin_trgm_ops"}),
     )
 
 
