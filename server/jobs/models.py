@@ -73,6 +73,8 @@ class Job(Base):
         Index("ix_jobs_contractor_ref_lower", text("lower(contractor_ref)"),
               postgresql_where="contractor_ref IS NOT NULL"),
         Index("ix_jobs_street_trgm", "street", postgresql_using="gin", postgresql_ops={"street": "gin_trgm_ops"}),
+        # The dispatch queue: jobs waiting for a supervisor, soonest due first (migration 0021).
+        Index("ix_jobs_queued", "due_at", "id", postgresql_where="status = 'triage' OR queue_reason IS NOT NULL"),
     )
 
 

@@ -65,3 +65,10 @@ def test_a_contractors_list_reads_only_its_jobs(client, db, sent):
     assert r.status_code == 200, r.text
     (plan,) = plans(db, sent, "ORDER BY jobs.updated_at DESC, jobs.id DESC")
     assert "ix_jobs_contractor_updated" in plan and "Sort" not in plan, plan
+
+
+def test_the_dispatch_queue_reads_only_the_jobs_waiting_in_it(client, tokens, db, sent):
+    r = client.get("/api/v1/dispatch/queue", headers=auth(tokens["supervisor"]))
+    assert r.status_code == 200, r.text
+    (plan,) = plans(db, sent, "ORDER BY jobs.due_at ASC NULLS LAST, jobs.id")
+    assert "ix_jobs_queued" in plan and "Seq Scan on jobs" not in plan, plan
