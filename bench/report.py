@@ -197,7 +197,9 @@ def render(r: dict) -> str:
           f"`bench/sla.py`: 10,000 of the {_n(sla['open_jobs'])} open jobs moved to cross (5,000 at-risk, 5,000 "
           "breach), then alternating rounds, each rolled back: the worker's `sweep_sla` and set-based SQL doing the "
           "same work (per kind one `UPDATE … RETURNING` feeding an `INSERT INTO job_events` and one `pg_notify` per "
-          "flag). Then one sweep committed and five empty sweeps timed.", "",
+          "flag). Both run with `jit = off`, as every connection of the API and the worker does: planned for "
+          "thousands of rows, the sweep's statements pass `jit_above_cost`, and compiling them made an empty sweep "
+          "take 9 ms instead of under 2. Then one sweep committed and five empty sweeps timed.", "",
           f"- sweep: {', '.join(f'{t * 1000:.0f}' for t in sla['sweep_s'])} ms; set-based: "
           f"{', '.join(f'{t * 1000:.0f}' for t in sla['set_s'])} ms; median ratio **{sla['ratio']:.2f}×**",
           f"- empty sweep (nothing crossing): {sla['empty_ms']:.1f} ms; its two index scans touch "
@@ -348,7 +350,7 @@ def _floor(it: dict, ia: float, ib_: float, ba: float, bb: float, fa: float, fb:
            "the bare KNN's 0.10 (it was 0.28 before 0019 read the boundary test and the ward in one scan of the "
            "area parts); the nearest named street is about 0.09 ms of it. Dropping the street, the ward or the "
            "boundary test would give the job no street or ward for the adviser and the contractor, or no "
-           "out-of-area answer. In `kerbside_intake` the cost is spread over the job's insert (nine indexes, one GiST), the "
+           "out-of-area answer. In `kerbside_intake` the cost is spread over the job's insert (into up to fifteen indexes, one GiST and one GIN), the "
            "report's (three foreign keys, two of them lamp-column row locks), four timeline rows and the dispatch "
            "message. None of these is a layer that could be skipped without losing something a user relies on, "
            "so this note does not propose dropping any; the issue's owners may prefer to restate goal 1 against "
@@ -383,7 +385,7 @@ def notes(r: dict) -> dict[str, list[str]]:
         "the NOTIFYs in a transaction of their own. "
         f"The difference is work per statement: **{ib_:.1f} ms of PostgreSQL backend CPU per report against {bb:.1f} "
         "ms**. Locate resolves boundary, ward, nearest named street and five candidates where the baseline takes "
-        "one nearest; the write inserts a job with its nine indexes, a report, four timeline rows and a dispatch "
+        "one nearest; the write inserts a job into its indexes (up to fifteen), a report, four timeline rows and a dispatch "
         "message where the baseline inserts one row. A `perf` profile of the whole machine under this load "
         "(7 Dec, before migration 0019) put about 70 % of PostgreSQL's time inside the two PL/pgSQL functions: GiST "
         "index scans (boundary, ward, street, candidates) about a fifth of it, executor start-up for the "
