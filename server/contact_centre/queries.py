@@ -16,7 +16,7 @@ from server.jobs import rules, sla
 from server.jobs.access import visible
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import iso
-from server.jobs.views import summary_row, summary_select
+from server.jobs.views import street_holds, summary_row, summary_select
 from server.reports.models import Report
 
 BOARD_LIMIT = 500
@@ -70,11 +70,6 @@ def board(session: Session, who: Principal, *, category: str | None = None, ward
     return {"total": total, "items": [board_row(r, now) for r in rows]}
 
 
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def find(session: Session, who: Principal, text: str) -> dict:
     """Jobs matching a job/report reference, asset or contractor reference, or street; and matching assets."""
     term = " ".join(text.split())
@@ -89,7 +84,7 @@ def find(session: Session, who: Principal, text: str) -> dict:
         select(Report.job_id).where(Report.reference == term.upper()),
         select(Job.id).join(Asset, Asset.id == Job.asset_id).where(func.lower(Asset.external_ref) == low),
         select(Job.id).where(func.lower(Job.contractor_ref) == low),
-        select(Job.id).where(Job.street.ilike(_like(term), escape="\\")))
+        select(Job.id).where(street_holds(term)))
     q = summary_select().where(visible(who), Job.id.in_(matched))
     is_open = case((Job.status.in_(rules.OPEN_STATUSES), 0), else_=1)
     now = datetime.now(timezone.utc)

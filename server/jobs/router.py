@@ -16,7 +16,7 @@ from server.geo import WGS84
 from server.jobs import page, rules
 from server.jobs.access import visible
 from server.jobs.models import Job
-from server.jobs.views import summary_row, summary_select
+from server.jobs.views import street_holds, summary_row, summary_select
 from server.dispatch.models import Contractor, Crew
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -72,7 +72,6 @@ def list_jobs(
         from server.reports.models import Report
 
         term = q.strip()
-        like = f"%{term}%"
         # Each way of matching on its own index (migration 0020), as the contact centre's find does: an OR
         # across them read every job. The references match exactly; lower() only lets them use the index.
         query = query.where(Job.id.in_(union(
@@ -81,7 +80,7 @@ def list_jobs(
             select(Job.id).join(Asset, Asset.id == Job.asset_id)
             .where(func.lower(Asset.external_ref) == func.lower(term), Asset.external_ref == term),
             select(Job.id).where(func.lower(Job.contractor_ref) == func.lower(term), Job.contractor_ref == term),
-            select(Job.id).where(Job.street.ilike(like)))))
+            select(Job.id).where(street_holds(term)))))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
     return {"total": total, "limit": limit, "offset": offset, "items": [summary_row(r) for r in rows]}

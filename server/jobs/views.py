@@ -18,6 +18,12 @@ from server.reports.models import Photo, Report
 from server.reports.photos import photo_view
 
 
+def street_holds(term: str):
+    """The job's street holds `term` in any case, as typed: `%`, `_` and `\\` are no wildcards."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Job.street.ilike(f"%{escaped}%", escape="\\")
+
+
 def sla_view(job, now: datetime) -> dict:
     """The page's SLA block; `job` is a Job or any row with its due_at, sla_policy, paused_seconds,
     on_hold_since, sla_started_at and status."""

@@ -121,6 +121,10 @@ def test_job_list_filters_and_free_text(client, tokens):
         assert ref in [i["reference"] for i in items], params
     none = client.get("/api/v1/jobs", params={"q": ref, "status": "closed"}, headers=h).json()
     assert none["total"] == 0
+    everything = client.get("/api/v1/jobs", headers=h).json()["total"]
+    for odd in ("%", "_", "\\"):  # as typed, not wildcards: only a street holding the character matches
+        found = client.get("/api/v1/jobs", params={"q": odd, "limit": 500}, headers=h).json()
+        assert all(odd in (i["street"] or "") for i in found["items"]) and found["total"] < everything, odd
     lat, lon = rep_lat_lon = (body()["lat"], body()["lon"])
     inside = client.get("/api/v1/jobs", params={"bbox": f"{lon-0.01},{lat-0.01},{lon+0.01},{lat+0.01}"}, headers=h)
     assert ref in [i["reference"] for i in inside.json()["items"]]
