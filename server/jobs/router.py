@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, or_, select, union
+from sqlalchemy import func, or_, select
 from starlette.concurrency import run_in_threadpool
 
-from server.assets.models import Asset
 from server.areas.models import Area
 from server.auth.models import ROLES
 from server.deps import Caller, CurrentUser, SessionDep, authenticated_in_handler
@@ -16,7 +15,7 @@ from server.geo import WGS84
 from server.jobs import page, rules
 from server.jobs.access import visible
 from server.jobs.models import Job
-from server.jobs.views import street_holds, summary_row, summary_select
+from server.jobs.views import jobs_named_by, summary_row, summary_select
 from server.dispatch.models import Contractor, Crew
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -69,18 +68,7 @@ def list_jobs(
     if bbox:
         query = query.where(_bbox(bbox))
     if q:
-        from server.reports.models import Report
-
-        term = q.strip()
-        # Each way of matching on its own index (migration 0020), as the contact centre's find does: an OR
-        # across them read every job. The references match exactly; lower() only lets them use the index.
-        query = query.where(Job.id.in_(union(
-            select(Job.id).where(Job.reference == term.upper()),
-            select(Report.job_id).where(Report.reference == term.upper()),
-            select(Job.id).join(Asset, Asset.id == Job.asset_id)
-            .where(func.lower(Asset.external_ref) == func.lower(term), Asset.external_ref == term),
-            select(Job.id).where(func.lower(Job.contractor_ref) == func.lower(term), Job.contractor_ref == term),
-            select(Job.id).where(street_holds(term)))))
+        query = query.where(Job.id.in_(jobs_named_by(q.strip(), exact=True)))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
     return {"total": total, "limit": limit, "offset": offset, "items": [summary_row(r) for r in rows]}

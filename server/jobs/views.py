@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select, union
 from sqlalchemy.orm import Session
 
 from server.areas.models import Area
@@ -22,6 +22,25 @@ def street_holds(term: str):
     """The job's street holds `term` in any case, as typed: `%`, `_` and `\\` are no wildcards."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return Job.street.ilike(f"%{escaped}%", escape="\\")
+
+
+def jobs_named_by(term: str, *, exact: bool = False):
+    """Ids of the jobs a search term names: its job or report reference (upper case), its asset's or its
+    contractor's reference (in any case; `exact`: as typed), or a part of its street (street_holds).
+
+    Each way of matching is a SELECT on its own index (migration 0020) and the jobs are their union: an OR
+    across them would read every job (0.65-1.7 s at 1M jobs)."""
+    def ref(col):
+        if exact:  # lower() only lets ix_assets_external_ref_lower / ix_jobs_contractor_ref_lower serve it
+            return and_(func.lower(col) == func.lower(term), col == term)
+        return func.lower(col) == term.lower()
+
+    return union(
+        select(Job.id).where(Job.reference == term.upper()),
+        select(Report.job_id).where(Report.reference == term.upper()),
+        select(Job.id).join(Asset, Asset.id == Job.asset_id).where(ref(Asset.external_ref)),
+        select(Job.id).where(ref(Job.contractor_ref)),
+        select(Job.id).where(street_holds(term)))
 
 
 def sla_view(job, now: datetime) -> dict:
