@@ -21,6 +21,7 @@ from server.jobs.router import job_page_on_pool, router as jobs_router
 from server.ogc.router import router as ogc_router
 from server.open311.router import router as open311_router
 from server.outbox.router import router as outbox_router
+from server.reports.batch import IntakeBatcher
 from server.reports.router import create_report_on_pool, router as reports_router
 from server.notifications.public import router as public_router
 from server.notifications.router import router as notifications_router
@@ -95,9 +96,11 @@ def create_app() -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.intake_pool = await db.open_async_pool()
+        app.state.intake_batcher = IntakeBatcher(app.state.intake_pool, settings.db_async_pool_size)
         try:
             yield
         finally:
+            await app.state.intake_batcher.close()
             await app.state.intake_pool.close()
             await contact_centre.shutdown()
 

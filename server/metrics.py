@@ -33,6 +33,11 @@ REQUESTS = Counter("kerbside_http_requests", "HTTP requests answered, by route t
 LATENCY = Histogram("kerbside_http_request_duration_seconds", "Time to answer HTTP requests, by route template",
                     ["method", "route"], registry=REGISTRY,
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+INTAKE_BATCH = Histogram("kerbside_intake_batch_reports", "Reports sent together in one intake statement (group "
+                         "commit, server/reports/batch.py)", registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32))
+INTAKE_DECLINED = Counter("kerbside_intake_batch_declined", "Reports the batched intake handed to the two-statement "
+                          "path, by reason (retry, caller, out-of-area, snap, batch, or the SQLSTATE)", ["reason"],
+                          registry=REGISTRY)
 router = APIRouter(tags=["operations"])
 
 

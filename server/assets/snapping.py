@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,13 @@ class Snap:
     hint_used: bool = False
 
 
+def rounded(x: float, places: int) -> float:
+    """`x` to `places` decimals as PostgreSQL rounds a float8 (`round(x::numeric, places)`: its 15 significant
+    digits, halves away from zero), so the figures the database fills in for a batched report
+    (kerbside_intake_ready, migration 0022) are the ones this code writes for the others."""
+    return float(Decimal(f"{x:.15g}").quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
 def confidence(d1: float, d2: float | None, accuracy_m: float | None, radius_m: float) -> float:
     """How sure we are that the nearest asset is the one meant, in [0, 1].
 
@@ -38,7 +46,7 @@ def confidence(d1: float, d2: float | None, accuracy_m: float | None, radius_m: 
         separation_factor = 1.0
     else:
         separation_factor = 1.0 - 0.5 * math.exp(-max(d2 - d1, 0.0) / sigma)
-    return round(max(0.0, min(1.0, distance_factor * separation_factor)), 3)
+    return rounded(max(0.0, min(1.0, distance_factor * separation_factor)), 3)
 
 
 def choose(candidates: list[Candidate], radius_m: float, accuracy_m: float | None,

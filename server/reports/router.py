@@ -62,7 +62,8 @@ async def create_report_on_pool(request: Request, pool) -> Response | None:
         data = validated(ReportIn, payload)
     except RequestValidationError:
         return None
-    done = await service.submit_report_async(pool, Caller.from_request(request, REPORTERS), data, channel_for)
+    done = await service.submit_report_async(pool, Caller.from_request(request, REPORTERS), data, channel_for,
+                                             getattr(request.app.state, "intake_batcher", None))
     return None if done is None else FastJSONResponse(done[1], status_code=done[0])
 
 

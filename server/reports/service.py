@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,10 +23,12 @@ from server.config import get_settings
 from server.deps import Caller, Principal
 from server.errors import Conflict, DomainError
 from server.jobs import sla
+from server.metrics import INTAKE_DECLINED
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import append_event, iso
 from server.jobs.transitions import risk_at_for, set_due
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
+from server.reports.batch import NOTIFY, IntakeBatcher
 from server.reports.schemas import ReportIn
 
 
@@ -140,7 +141,7 @@ def submit_report(session: Session, who: Principal | Caller, data: ReportIn, cha
 
 
 async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, channel: str | Callable[..., str],
-                              ) -> tuple[int, dict] | None:
+                              batcher: IntakeBatcher | None = None) -> tuple[int, dict] | None:
     """submit_report on a connection of the API's async pool (the busiest write: no thread, no ORM).
 
     The pool's connections are in autocommit (server/db.py open_async_pool): the first statement only reads,
@@ -148,7 +149,22 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
     COMMIT. The wake-ups are sent after it, in a statement of their own. None when the report needs the ORM's
     follow-ups (a more severe report raising an open job's priority, or webhooks subscribed to attaches):
     kerbside_intake then writes nothing, and the caller runs submit_report instead.
+
+    With a `batcher`, a report it can take goes first as one statement with the others waiting (group commit,
+    server/reports/batch.py); one it declines is taken here as above, as it always was.
     """
+    if batcher is not None and isinstance(who, Caller):
+        item = _batch_item(who, data, channel)
+        if item is not None:
+            outcome = await batcher.submit(item)
+            if "declined" in outcome:
+                INTAKE_DECLINED.labels(outcome["declined"]).inc()
+            else:
+                who.resolve(outcome["caller"])  # the database found it live for this route; so must we
+                written = outcome["written"]
+                if written.get("follow_up"):  # nothing was written
+                    return None
+                return 201, with_words(written["answer"])
     async with pool.connection() as conn:
         steps = _steps(who, data, channel, {}, None, on_pool=True)
         try:
@@ -173,10 +189,49 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
     return 201, with_words(outcome.answer)
 
 
+def _batch_item(who: Caller, data: ReportIn, channel: str | Callable[..., str]) -> str | None:
+    """A report's item for kerbside_intake_ready (migration 0022), or None when only the two-statement path can
+    take it: a report naming its asset, an unknown category, answers that do not validate (their errors are
+    answered there, after the caller is judged).
+
+    Everything that does not hang on the place, the caller or the snapped asset is worked out here as the
+    two-statement path works it out; kerbside_intake_ready fills in the rest. The channel is a function of the
+    caller's role, so it goes as one per role the route admits.
+    """
+    category = known_category(data.category)
+    if data.asset_ref or category is None:
+        return None
+    try:
+        answers = validate_answers(category, data.answers)
+    except AnswerError:
+        return None
+    now = datetime.now(timezone.utc)
+    warnings: list[str] = []
+    if data.accuracy_m is not None and data.accuracy_m > category.max_accuracy_m:
+        warnings.append(f"GPS accuracy {data.accuracy_m:.0f} m is worse than the {category.max_accuracy_m:.0f} m "
+                        f"this category needs")
+    if data.mock_location:
+        warnings.append("the device reported a mock location")
+    snap = _SNAP_TO_FILL if category.layer else None
+    roles = (*who.roles, "admin")
+    channels = {role: channel(Principal(0, "", role)) if callable(channel) else channel for role in roles}
+    params = _write_params("", "", None, data, category, answers, payload_hash(data), "", {}, None, None, None, None,
+                           snap, warnings, now, True)
+    return _json({"p": params, "lon": data.lon, "lat": data.lat, "srid": get_settings().srid,
+                  "layer": category.layer, "client_id": str(data.client_id), "token_hash": who.digest,
+                  "roles": list(who.roles), "channels": channels, "radius_m": category.snap_radius_m,
+                  "accuracy_m": data.accuracy_m})
+
+
+# The snap a batched report's parameter is built with: kerbside_intake_ready puts in the asset, distance,
+# runner-up and confidence (a batched report is always snapped to the nearest: no hint, no triage).
+_SNAP_TO_FILL = snapping.Snap(snapping.Candidate(0, "", 0.0), None, 0.0, "nearest")
+
+
 # The intake's NOTIFYs, after its commit, as a transaction of their own: it writes nothing, so it holds the
 # notification queue lock only for a moment, instead of across the report's commit flush. A crash in between
 # loses only the wake-ups: the outbox worker also runs on a timer, and event streams catch up from the timeline.
-_NOTIFY = "SELECT pg_notify(n->>0, n->>1) FROM jsonb_array_elements(%(notes)s::jsonb) AS n"
+_NOTIFY = NOTIFY  # server/reports/batch.py, which sends a batch's the same way
 
 
 def _race_replay(stored, data: ReportIn) -> dict:
@@ -219,8 +274,9 @@ def _replayed(stored_hash: str, response: dict, digest: str) -> dict:
 
 
 def _lock_key(*parts: object) -> int:
-    """The advisory lock that serialises duplicate checks on one key (held to commit)."""
-    return zlib.crc32(":".join(map(str, parts)).encode())
+    """The advisory lock that serialises duplicate checks on one key (held to commit): the first 8 bytes of the
+    MD5 of "category:asset", signed, as kerbside_intake_key (migration 0022) computes it for a batched report."""
+    return int.from_bytes(hashlib.md5(":".join(map(str, parts)).encode()).digest()[:8], "big", signed=True)
 
 
 def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict, digest: str, channel: str,
@@ -259,6 +315,26 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
         raise DomainError(f"category {category.code!r} has no asset layer", fields=["asset_ref"],
                           code="unknown-asset", status=422)
 
+    written = yield _WRITE, {"p": _json(_write_params(
+        who.actor, who.role, who.token_id, data, category, answers, digest, channel, reporter, external_id,
+        place.ewkt, place.ward_id, place.street, snap, warnings, now, on_pool))}
+    priority = priority_for(category, answers)
+    if written.get("follow_up"):  # declined (on_pool): nothing was written
+        return Outcome({}, follow_up=(category, priority, who, now))
+    answer = written["answer"]
+    if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
+        return Outcome(answer, written=written, follow_up=(category, priority, who, now))
+    return Outcome(answer, written=written)
+
+
+def _write_params(actor: str, role: str, token_id: int | None, data: ReportIn, category: CategoryDef,
+                  answers: dict, digest: str, channel: str, reporter: dict, external_id: str | None,
+                  ewkt: str | None, ward_id: int | None, street: str | None, snap: snapping.Snap | None,
+                  warnings: list[str], now: datetime, defer: bool) -> dict:
+    """kerbside_intake's parameter: the report, its job, timeline, answer and contact, as this report's are to
+    be written. The batched path (submit_report_async) builds it before it knows the caller, the place and the
+    snapped asset, and kerbside_intake_ready (migration 0022) fills those in."""
+    settings = get_settings()
     chosen = snap.chosen if snap else None
     priority = priority_for(category, answers)
     policy = category.sla_for(priority)
@@ -266,21 +342,20 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
                      subdiv=settings.holiday_subdivision)
     triage = category.layer is not None and chosen is None
     status = "triage" if triage else "new"
-    actor, role = who.actor, who.role
     runner = snap.runner_up if snap else None
-    written = yield _WRITE, {"p": _json({
+    return {
         "lock": _lock_key(category.code, chosen.asset_id if chosen else "-"),
         "category": category.code,
         "asset_id": chosen.asset_id if chosen else None,
         "dup_radius_m": category.duplicate_radius_m,
         "dup_since": now - timedelta(hours=category.duplicate_window_hours),
-        "geom": place.ewkt,
+        "geom": ewkt,
         "now": now,
         "actor": actor, "actor_role": role,
-        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": on_pool,
-        "defer_follow_up": on_pool,
+        "event_channel": events.CHANNEL, "outbox_channel": OUTBOX_CHANNEL, "defer_notify": defer,
+        "defer_follow_up": defer,
         "dispatch": {"destination": "dispatch", "topic": "job.opened"},
-        "job": {"asset_id": chosen.asset_id if chosen else None, "ward_id": place.ward_id, "street": place.street,
+        "job": {"asset_id": chosen.asset_id if chosen else None, "ward_id": ward_id, "street": street,
                 "priority": priority, "status": status, "triage_reason": snap.reason if triage else None,
                 "sla_policy": policy, "due_at": due, "risk_at": risk_at_for(now, due),
                 "description": data.description or ""},
@@ -297,16 +372,10 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
             "snap_distance_m": chosen.distance_m if chosen else None,
             "runner_up_asset_id": runner.asset_id if runner else None,
             "runner_up_distance_m": runner.distance_m if runner else None,
-            "snap_confidence": snap.confidence if snap else None, "ward_id": place.ward_id,
-            "street": place.street, "token_id": who.token_id, "reporter": reporter, "external_id": external_id},
+            "snap_confidence": snap.confidence if snap else None, "ward_id": ward_id,
+            "street": street, "token_id": token_id, "reporter": reporter, "external_id": external_id},
         "contact": _contact(data.contact) if data.contact is not None else None,
-    })}
-    if written.get("follow_up"):  # declined (on_pool): nothing was written
-        return Outcome({}, follow_up=(category, priority, who, now))
-    answer = written["answer"]
-    if written["attached"] and (_rank(priority) < _rank(answer["job"]["priority"]) or written["subscriptions"]):
-        return Outcome(answer, written=written, follow_up=(category, priority, who, now))
-    return Outcome(answer, written=written)
+    }
 
 
 def _contact(contact) -> dict:
@@ -369,10 +438,12 @@ def _opening_events(actor, role, status, priority, policy, due, category, snap, 
     if snap is not None:
         runner = snap.runner_up
         detail = {"confidence": snap.confidence, "reason": snap.reason, "hint": data.asset_ref,
-                  "runner_up": {"ref": runner.ref, "distance_m": round(runner.distance_m, 1)} if runner else None}
+                  "runner_up": ({"ref": runner.ref, "distance_m": snapping.rounded(runner.distance_m, 1)}
+                                if runner else None)}
         if chosen is not None:
             specs.append(dict(type=events.SNAPPED, actor="system:snapping", actor_role=system, notify=False,
-                              data={"asset": chosen.ref, "distance_m": round(chosen.distance_m, 1), **detail}))
+                              data={"asset": chosen.ref, "distance_m": snapping.rounded(chosen.distance_m, 1),
+                                    **detail}))
         else:
             specs.append(dict(type=events.TRIAGED, actor="system:snapping", actor_role=system, data=detail,
                               notify=False, note=snap.reason))
@@ -388,7 +459,7 @@ def _answer(data, channel, category, chosen, snap, warnings, now) -> dict:
     """
     asset = None
     if chosen is not None:
-        asset = {"layer": category.layer, "ref": chosen.ref, "distance_m": round(chosen.distance_m, 1),
+        asset = {"layer": category.layer, "ref": chosen.ref, "distance_m": snapping.rounded(chosen.distance_m, 1),
                  "name": chosen.name}
     return {
         "client_id": str(data.client_id),
@@ -398,7 +469,7 @@ def _answer(data, channel, category, chosen, snap, warnings, now) -> dict:
         "snap": {
             "confidence": snap.confidence if snap else None,
             "reason": snap.reason if snap else None,
-            "runner_up": ({"ref": snap.runner_up.ref, "distance_m": round(snap.runner_up.distance_m, 1)}
+            "runner_up": ({"ref": snap.runner_up.ref, "distance_m": snapping.rounded(snap.runner_up.distance_m, 1)}
                           if snap and snap.runner_up else None),
         },
         "warnings": warnings,

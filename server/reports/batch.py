@@ -1,0 +1,90 @@
+"""Group commit for the report intake: the reports waiting in an API process go to the database together.
+
+Each API process keeps one IntakeBatcher beside its async pool (server/main.py). A report the batched path can
+take (server/reports/service.py submit_report_async) is queued here as its kerbside_intake_ready item; each of
+the batcher's senders, one per connection of the pool, takes every report waiting when it comes free (up to
+BATCH_MAX; there is no timer, so a report alone goes at once) and sends them as one statement,
+kerbside_intake_batch (migration 0022): one round trip, one pool checkout and one commit for them all. Each
+report is its own subtransaction there, so one that fails is declined alone, with nothing of it stored.
+
+Every report is answered from the batch's result: its own outcome (written, or declined with the reason). When
+the statement fails as a whole (a broken connection, a database restarting) nothing of the batch is known to be
+written, and every report in it is declined, so each is taken again on its own by the two-statement path, whose
+retry lookup answers one that was in fact committed as a retry: none lost, none stored twice. The NOTIFYs of
+the batch's new events go after the commit, in one statement of their own (see service._NOTIFY).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from psycopg_pool import AsyncConnectionPool
+
+from server.metrics import INTAKE_BATCH
+
+log = logging.getLogger("kerbside.intake")
+
+BATCH_MAX = 32  # reports per statement: each is a subtransaction, and PostgreSQL caches 64 per transaction
+STATEMENT = "SELECT kerbside_intake_batch(%(items)s::jsonb)"
+NOTIFY = "SELECT pg_notify(n->>0, n->>1) FROM jsonb_array_elements(%(notes)s::jsonb) AS n"
+DECLINED = {"declined": "batch"}
+
+
+class IntakeBatcher:
+    """The process's intake queue and its senders (see the module)."""
+
+    def __init__(self, pool: AsyncConnectionPool, senders: int) -> None:
+        self._pool = pool
+        self._waiting: asyncio.Queue[tuple[str, asyncio.Future]] = asyncio.Queue()
+        self._senders = [asyncio.create_task(self._send(), name=f"intake-batch-{i}") for i in range(senders)]
+
+    async def submit(self, item: str) -> dict:
+        """One report's kerbside_intake_ready item (JSON text); its outcome once the batch it went in has
+        committed: {"caller", "written"} or {"declined": reason}."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.put_nowait((item, future))
+        return await future
+
+    async def close(self) -> None:
+        """Stop the senders (after the server has drained its requests); a report still waiting is declined."""
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        while not self._waiting.empty():
+            _, future = self._waiting.get_nowait()
+            if not future.done():
+                future.set_result(DECLINED)
+
+    async def _send(self) -> None:
+        while True:
+            batch = [await self._waiting.get()]
+            while len(batch) < BATCH_MAX and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            try:
+                await self._run(batch)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(DECLINED)
+                raise
+            except Exception:  # answered per report by the two-statement path (see the module)
+                log.warning("an intake batch of %d failed; each report is taken on its own", len(batch),
+                            exc_info=True)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(DECLINED)
+
+    async def _run(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+        INTAKE_BATCH.observe(len(batch))
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(STATEMENT, {"items": "[" + ",".join(item for item, _ in batch) + "]"},
+                                     prepare=True)
+            outcomes = orjson.loads((await cur.fetchone())[0])
+            notes = []
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                notes += (outcome.get("written") or {}).get("notify") or []
+                if not future.done():  # its request may have gone (the client hung up)
+                    future.set_result(outcome)
+            if notes:
+                await conn.execute(NOTIFY, {"notes": orjson.dumps(notes).decode()}, prepare=True)
