@@ -14,12 +14,19 @@ pool in autocommit, prepared statements, orjson), each giving the database the i
   by `prepare` in the bench database only), which calls `kerbside_locate`, fills in the snapped asset, ward and
   street, and calls `kerbside_intake` with its NOTIFYs inside. It sizes the redesign that would make a report
   one statement (the snap choice and the SLA deadline in SQL): the most that redesign could give.
+- `create_app_batched`, the **batched one-statement floor**: the same statement with group commit. Each report
+  is queued in the process; each of the pool's connections takes whatever reports are waiting when it comes free
+  (no timer: a report alone goes at once) and sends them as one statement, `kerbside_bench_many`, one
+  subtransaction per report and one commit for them all. It sizes that redesign with reports arriving together
+  sharing a round trip and a commit.
 
     uvicorn bench.floor_app:create_app --factory        (KERBSIDE_DATABASE_URL names the database)
     uvicorn bench.floor_app:create_app_one --factory
+    uvicorn bench.floor_app:create_app_batched --factory
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -69,17 +76,43 @@ BEGIN
 END
 $fn$"""
 
+# The batched one-statement floor's function (bench database only): the reports in the order given, each in a
+# subtransaction of its own, so one that fails (a deadlock on another batch's lock) is answered "retry" and
+# sent again, and the others still commit.
+MANY_SQL = """
+CREATE OR REPLACE FUNCTION kerbside_bench_many(items jsonb) RETURNS text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  it jsonb;
+  res jsonb := '[]'::jsonb;
+BEGIN
+  FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
+    BEGIN
+      res := res || jsonb_build_array(kerbside_bench_one(it->'p', (it->>'lon')::float8, (it->>'lat')::float8,
+                                                         (it->>'srid')::int, it->>'layer', (it->>'client_id')::uuid,
+                                                         it->>'token_hash')::jsonb);
+    EXCEPTION WHEN deadlock_detected THEN
+      res := res || '"retry"'::jsonb;
+    END;
+  END LOOP;
+  RETURN res::text;
+END
+$fn$"""
+MANY = "SELECT kerbside_bench_many(%(items)s::jsonb)"
+BATCH_MAX = 64  # reports per statement at most
+
 
 ONE = ("SELECT kerbside_bench_one(%(p)s::jsonb, %(lon)s, %(lat)s, %(srid)s, %(layer)s, %(client_id)s, "
        "%(token_hash)s)")
 
 
 def prepare(conn) -> None:
-    """The one-statement floor's function, in the bench database (a SQLAlchemy connection, in a transaction)."""
+    """The one-statement floors' functions, in the bench database (a SQLAlchemy connection, in a transaction)."""
     conn.execute(text(ONE_SQL.replace(":", r"\:")))
+    conn.execute(text(MANY_SQL.replace(":", r"\:")))
 
 
-def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
+def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
     from server import events
     from server.catalogue.answers import priority_for
     from server.catalogue.service import known_category
@@ -89,6 +122,7 @@ def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
     from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
     from server.reports import service
 
+    one = mode != "three"
     settings = get_settings()
     pool_size = pool_size or settings.db_async_pool_size
     category = known_category(category_code)
@@ -155,8 +189,38 @@ def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
                                    kwargs={"prepare_threshold": 0, "autocommit": True})
         await pool.open(wait=True)
         state["pool"] = pool
+        senders = [asyncio.create_task(send_batches(pool)) for _ in range(pool_size)] if mode == "batched" else []
         yield
+        for task in senders:
+            task.cancel()
         await pool.close()
+
+    waiting: asyncio.Queue = asyncio.Queue()  # (one report's arguments as JSON, the future its answer goes to)
+
+    async def send_batches(pool) -> None:
+        """One connection's sender: whatever reports are waiting, as one statement and one commit."""
+        while True:
+            batch = [await waiting.get()]
+            while len(batch) < BATCH_MAX and not waiting.empty():
+                batch.append(waiting.get_nowait())
+            try:
+                async with pool.connection() as conn:
+                    cur = await conn.execute(MANY, {"items": "[" + ",".join(item for item, _ in batch) + "]"},
+                                             prepare=True)
+                    answers = orjson.loads((await cur.fetchone())[0])
+            except Exception as exc:  # the statement failed as a whole: every report in it fails
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (item, future), written in zip(batch, answers):
+                if written == "retry":
+                    waiting.put_nowait((item, future))
+                else:
+                    future.set_result(written)
+
+    def arguments(p: dict, body: PointIn, digest: str) -> dict:
+        return {"lon": body.lon, "lat": body.lat, "srid": settings.srid, "layer": category.layer,
+                "client_id": body.client_id, "token_hash": digest, "p": p}
 
     app = FastAPI(title="Kerbside intake floor (what-if)", lifespan=lifespan)
 
@@ -169,11 +233,15 @@ def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
         digest = hashlib.sha256(request.headers.get("authorization", "")[7:].encode()).hexdigest()
         now = datetime.now(timezone.utc)
         p = params(body, now, digest)
+        if mode == "batched":
+            future = asyncio.get_running_loop().create_future()
+            waiting.put_nowait((orjson.dumps(arguments(p, body, digest)).decode(), future))
+            written = await future
+            return Response(orjson.dumps(written["answer"]), status_code=201, media_type="application/json")
         async with state["pool"].connection() as conn:
             if one:
-                cur = await conn.execute(ONE, {"p": orjson.dumps(p).decode(), "lon": body.lon, "lat": body.lat,
-                                               "srid": settings.srid, "layer": category.layer,
-                                               "client_id": body.client_id, "token_hash": digest}, prepare=True)
+                cur = await conn.execute(ONE, {**arguments(p, body, digest), "p": orjson.dumps(p).decode()},
+                                         prepare=True)
                 written = orjson.loads((await cur.fetchone())[0])
             else:
                 async with conn.cursor(row_factory=namedtuple_row) as cur:
@@ -196,9 +264,15 @@ def _app(one: bool, category_code: str, pool_size: int | None) -> FastAPI:
 def create_app(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
     """The floor: the intake's three statements. Its pool is the API's size (`KERBSIDE_DB_ASYNC_POOL_SIZE`): in
     an A/B it served more, with a lower p99, than with the bare baseline's 10 (which serves that one best)."""
-    return _app(False, category_code, pool_size)
+    return _app("three", category_code, pool_size)
 
 
 def create_app_one(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
     """The one-statement floor: the same work as `kerbside_bench_one`."""
-    return _app(True, category_code, pool_size)
+    return _app("one", category_code, pool_size)
+
+
+def create_app_batched(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
+    """The batched one-statement floor: `kerbside_bench_one`'s work, reports waiting together sent as one
+    statement with one commit (group commit)."""
+    return _app("batched", category_code, pool_size)

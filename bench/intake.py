@@ -6,7 +6,8 @@ The servers: the real API (`server.main:create_app`); the ORM baseline (bench/ba
 one INSERT through the API's own SQLAlchemy session and pool); the bare baseline (bench/bare_app.py: the same
 two statements from a psycopg 3 async pool, server-side prepared, no ORM); and a what-if, the floor
 (bench/floor_app.py: the intake's own statements behind the bare baseline's app, the ceiling of any app-side
-change), and the same work as one statement (the ceiling of that redesign). Each is warmed up, then driven by
+change), the same work as one statement (the ceiling of that redesign), and that statement for all the reports
+waiting together (group commit). Each is warmed up, then driven by
 wrk (bench/post_reports.lua) on the same database, one after the other, the order rotating each round.
 `bench.suite` uses `measure_intake` inside the whole benchmark and rewrites bench/RESULTS.md; `run` here is
 the intake alone on its own database (prints a table).
@@ -411,11 +412,13 @@ SERVERS = {  # name -> (uvicorn factory, path, needs the bench token)
     "bare": ("bench.bare_app:create_app", "/bench/reports", False),
     "floor": ("bench.floor_app:create_app", "/bench/reports", True),
     "floor1": ("bench.floor_app:create_app_one", "/bench/reports", True),
+    "floor1b": ("bench.floor_app:create_app_batched", "/bench/reports", True),
 }
 LABELS = {"intake": "intake (the API)", "orm": "ORM baseline (SQLAlchemy session)",
           "bare": "bare baseline (psycopg pool, prepared)",
           "floor": "floor (the intake's statements behind the bare baseline's app)",
-          "floor1": "one-statement floor (the same work as one statement)"}
+          "floor1": "one-statement floor (the same work as one statement)",
+          "floor1b": "batched one-statement floor (reports waiting together: one statement, one commit)"}
 
 
 def pooled(ps: list[Phase]) -> float:
@@ -433,6 +436,7 @@ def summarise(rows: list[tuple[int, int, dict[str, Phase]]]) -> dict[int, dict]:
                   "vs_bare": rps["intake"] / rps["bare"] if rps.get("bare") else 0.0,
                   "floor_vs_bare": rps["floor"] / rps["bare"] if rps.get("floor") and rps.get("bare") else 0.0,
                   "floor1_vs_bare": rps["floor1"] / rps["bare"] if rps.get("floor1") and rps.get("bare") else 0.0,
+                  "floor1b_vs_bare": rps["floor1b"] / rps["bare"] if rps.get("floor1b") and rps.get("bare") else 0.0,
                   "worst_p99": max(ph["intake"].p99 for ph in mine),
                   "p99": {name: max(ph[name].p99 for ph in mine) for name in mine[0]}}
     return out
@@ -441,7 +445,7 @@ def summarise(rows: list[tuple[int, int, dict[str, Phase]]]) -> dict[int, dict]:
 def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, workers: list[int], rounds: int,
                    duration: int, warmup: int, connections: int, threads: int, log: Path,
                    intake_app: str = INTAKE_APP,
-                   servers: tuple[str, ...] = ("intake", "orm", "bare", "floor", "floor1"),
+                   servers: tuple[str, ...] = ("intake", "orm", "bare", "floor1b"),
                    quiet: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
     """Each worker count, `rounds` rounds of every server one after the other (the order rotates each round, so
     a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase})."""
@@ -491,13 +495,14 @@ def intake_table(rows: list[tuple[int, int, dict[str, Phase]]], title: str) -> T
         table.add_row(str(w), "all", "intake/ORM, intake/bare", "", "", "", f"worst {s['worst_p99']:.1f}", "", "",
                       f"[bold]{_ratio(s['vs_orm'])}, {_ratio(s['vs_bare'])}[/]")
         if s["floor_vs_bare"] and s["floor1_vs_bare"]:
-            table.add_row(str(w), "all", "floor/bare, floor1/bare", "", "", "", "", "", "",
-                          f"{_ratio(s['floor_vs_bare'])}, {_ratio(s['floor1_vs_bare'])}")
+            table.add_row(str(w), "all", "floor/bare, floor1/bare, floor1b/bare", "", "", "", "", "", "",
+                          f"{_ratio(s['floor_vs_bare'])}, {_ratio(s['floor1_vs_bare'])}, "
+                          f"{_ratio(s['floor1b_vs_bare'])}")
     return table
 
 
 def prepare_baselines(engine) -> None:
-    """The baselines' table (both baselines insert into it), and the one-statement floor's function."""
+    """The baselines' table (both baselines insert into it), and the one-statement floors' functions."""
     from bench import floor_app
     from bench.baseline_app import prepare
 
@@ -535,6 +540,8 @@ def run(
     seed: Annotated[int, typer.Option(help="seed for the report points")] = 1,
     intake_app: Annotated[str, typer.Option(help="uvicorn factory of the API under test (what-if builds: "
                                                  "module:factory)")] = INTAKE_APP,
+    server: Annotated[list[str], typer.Option("--server", help="servers to measure (repeatable): "
+                                              + ", ".join(SERVERS))] = ["intake", "orm", "bare", "floor1b"],  # noqa: B006
 ) -> None:
     """Intake alone: load N assets, then the API and both baselines with wrk in rotating rounds (prints a table;
     `python -m bench.suite run` is what rewrites bench/RESULTS.md)."""
@@ -566,7 +573,8 @@ def run(
     sample_points(engine, points, seed, coords)
     log = WORK / f"intake-{datetime.now():%Y%m%d-%H%M%S}.log"
     rows = measure_intake(engine, env, bench_token(env), coords, workers=workers, rounds=rounds, duration=duration,
-                          warmup=warmup, connections=connections, threads=threads, log=log, intake_app=intake_app)
+                          warmup=warmup, connections=connections, threads=threads, log=log, intake_app=intake_app,
+                          servers=tuple(server))
     Console().print(intake_table(rows, f"POST reports, {assets:,} bench lamp columns, {connections} connections"))
     engine.dispose()
     if not keep:
