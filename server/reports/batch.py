@@ -8,9 +8,11 @@ kerbside_intake_batch (migration 0022): one round trip, one pool checkout and on
 report is its own subtransaction there, so one that fails is declined alone, with nothing of it stored.
 
 Every report is answered from the batch's result: its own outcome (written, or declined with the reason). When
-the statement fails as a whole (a broken connection, a database restarting) nothing of the batch is known to be
-written, and every report in it is declined, so each is taken again on its own by the two-statement path, whose
-retry lookup answers one that was in fact committed as a retry: none lost, none stored twice. The NOTIFYs of
+the statement fails as a whole (a broken connection, a database restarting) whether the batch was committed is
+not known, and every report in it is declined, so each is taken again on its own by the two-statement path, whose
+retry lookup answers one that was in fact committed as a retry: none lost, none stored twice. When no connection
+came free in the pool's timeout, nothing was sent: each report gets the pool's PoolTimeout (a 503), as on the
+two-statement path. The NOTIFYs of
 the batch's new events go after the commit, in one statement of their own (see service._NOTIFY).
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import logging
 
 import orjson
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server.metrics import INTAKE_BATCH
 
@@ -63,6 +65,10 @@ class IntakeBatcher:
                 batch.append(self._waiting.get_nowait())
             try:
                 await self._run(batch)
+            except PoolTimeout as exc:  # no connection came free: nothing was sent, and none will come sooner
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)  # a 503, as on the two-statement path
             except asyncio.CancelledError:
                 for _, future in batch:
                     if not future.done():
