@@ -2,8 +2,8 @@
 
 Each API process keeps one IntakeBatcher beside its async pool (server/main.py). A report the batched path can
 take (server/reports/service.py submit_report_async) is queued here as its kerbside_intake_ready item; each of
-the batcher's senders, one per connection of the pool, takes every report waiting when it comes free (up to
-BATCH_MAX; there is no timer, so a report alone goes at once) and sends them as one statement,
+the batcher's senders (KERBSIDE_INTAKE_BATCH_SENDERS, one by default) takes every report waiting when it comes
+free (up to BATCH_MAX; there is no timer, so a report alone goes at once) and sends them as one statement,
 kerbside_intake_batch (migration 0022): one round trip, one pool checkout and one commit for them all. Each
 report is its own subtransaction there, so one that fails is declined alone, with nothing of it stored.
 

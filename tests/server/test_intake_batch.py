@@ -289,3 +289,17 @@ def test_one_report_sent_twice_at_once_is_stored_once_and_both_get_its_answer(li
         assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
     assert db.execute(text("SELECT count(*) FROM reports WHERE client_id = :c"),
                       {"c": body["client_id"]}).scalar_one() == 1
+
+
+def test_each_api_process_has_one_batch_in_flight_by_default(live, monkeypatch):
+    """KERBSIDE_INTAKE_BATCH_SENDERS (1 by default, at most the pool's size): reports arriving while a batch is
+    in the database wait for the next, so batches grow with the load."""
+    from server.config import Settings
+
+    client, _ = live
+    assert len(client.app.state.intake_batcher._senders) == 1
+    monkeypatch.setenv("KERBSIDE_INTAKE_BATCH_SENDERS", "3")
+    assert Settings(_env_file=None).intake_batch_senders == 3
+    monkeypatch.setenv("KERBSIDE_INTAKE_BATCH_SENDERS", "0")
+    with pytest.raises(ValueError):
+        Settings(_env_file=None)

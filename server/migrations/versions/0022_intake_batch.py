@@ -80,9 +80,12 @@ DECLARE
   d float8;
   d2 float8;
   radius float8 := (it->>'radius_m')::float8;
-  conf float8;
-  conf_j jsonb;
+  conf jsonb;
   runner jsonb;
+  job jsonb;
+  rep jsonb;
+  events jsonb;
+  answer jsonb;
   role text;
   actor text;
   chan text;
@@ -111,14 +114,13 @@ BEGIN
   END IF;
   actor := role || ':' || (caller->>'name');
   chan := it->'channels'->>role;
-  p := p || jsonb_build_object('actor', actor, 'actor_role', role, 'geom', l.ewkt)
-         || jsonb_build_object('job', (p->'job') || jsonb_build_object('ward_id', l.ward_id, 'street', l.street))
-         || jsonb_build_object('received_data', (p->'received_data') || jsonb_build_object('channel', chan))
-         || jsonb_build_object('report', (p->'report') || jsonb_build_object(
-              'channel', chan, 'ward_id', l.ward_id, 'street', l.street, 'token_id', (caller->>'id')::int));
-  p := jsonb_set(p, '{answer,channel}', to_jsonb(chan));
-  p := jsonb_set(p, '{opening_events,0,actor}', to_jsonb(actor));
-  p := jsonb_set(p, '{opening_events,0,actor_role}', to_jsonb(role));
+  -- The members to fill in, built small and put into p once at the end (each change of p copies all of it).
+  job := jsonb_build_object('ward_id', l.ward_id, 'street', l.street);
+  rep := jsonb_build_object('channel', chan, 'ward_id', l.ward_id, 'street', l.street,
+                            'token_id', (caller->>'id')::int);
+  events := jsonb_set(p->'opening_events', '{0}', (p->'opening_events'->0)
+                                                  || jsonb_build_object('actor', actor, 'actor_role', role));
+  answer := (p->'answer') || jsonb_build_object('channel', chan);
   IF it->>'layer' IS NOT NULL THEN
     ranked := ARRAY(SELECT value FROM jsonb_array_elements(l.candidates::jsonb));  -- by distance, then id
     IF l.layer_id IS NULL OR cardinality(ranked) = 0 OR (ranked[1]->>2)::float8 > radius THEN
@@ -134,22 +136,23 @@ BEGIN
     ELSE
       runner := 'null'::jsonb;
     END IF;
-    conf := kerbside_snap_confidence(d, d2, (it->>'accuracy_m')::float8, radius);
-    conf_j := kerbside_float_json(conf);
-    p := p || jsonb_build_object('asset_id', asset)
-           || jsonb_build_object('job', (p->'job') || jsonb_build_object('asset_id', asset))
-           || jsonb_build_object('report', (p->'report') || jsonb_build_object(
-                'asset_id', asset, 'snap_distance_m', kerbside_float_json(d), 'runner_up_asset_id', (r->>0)::bigint,
-                'runner_up_distance_m', kerbside_float_json(d2), 'snap_confidence', conf_j));
-    p := jsonb_set(p, '{opening_events,1,data}', (p->'opening_events'->1->'data') || jsonb_build_object(
-           'asset', c->>1, 'distance_m', round(d::numeric, 1), 'confidence', conf_j, 'runner_up', runner));
-    p := jsonb_set(p, '{answer,job,asset}', (p->'answer'->'job'->'asset') || jsonb_build_object(
-           'ref', c->>1, 'distance_m', round(d::numeric, 1), 'name', c->3));
-    p := jsonb_set(p, '{answer,snap}', jsonb_build_object('confidence', conf_j, 'reason', p->'answer'->'snap'->'reason',
-                                                          'runner_up', runner));
+    conf := kerbside_float_json(kerbside_snap_confidence(d, d2, (it->>'accuracy_m')::float8, radius));
+    job := job || jsonb_build_object('asset_id', asset);
+    rep := rep || jsonb_build_object('asset_id', asset, 'snap_distance_m', kerbside_float_json(d),
+                                     'runner_up_asset_id', (r->>0)::bigint,
+                                     'runner_up_distance_m', kerbside_float_json(d2), 'snap_confidence', conf);
+    events := jsonb_set(events, '{1,data}', (events->1->'data') || jsonb_build_object(
+                'asset', c->>1, 'distance_m', round(d::numeric, 1), 'confidence', conf, 'runner_up', runner));
+    answer := answer || jsonb_build_object(
+                'job', (answer->'job') || jsonb_build_object('asset', (answer->'job'->'asset') || jsonb_build_object(
+                   'ref', c->>1, 'distance_m', round(d::numeric, 1), 'name', c->3)),
+                'snap', jsonb_build_object('confidence', conf, 'reason', answer->'snap'->'reason', 'runner_up', runner));
   END IF;
-  RETURN jsonb_build_object('p', p || jsonb_build_object('lock', kerbside_intake_key(p->>'category', asset)),
-                            'caller', caller);
+  RETURN jsonb_build_object('caller', caller, 'p', p || jsonb_build_object(
+    'actor', actor, 'actor_role', role, 'geom', l.ewkt, 'asset_id', asset,
+    'lock', kerbside_intake_key(p->>'category', asset), 'job', (p->'job') || job,
+    'received_data', (p->'received_data') || jsonb_build_object('channel', chan),
+    'report', (p->'report') || rep, 'opening_events', events, 'answer', answer));
 END
 $fn$"""
 
