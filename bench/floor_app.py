@@ -14,11 +14,11 @@ pool in autocommit, prepared statements, orjson), each giving the database the i
   by `prepare` in the bench database only), which calls `kerbside_locate`, fills in the snapped asset, ward and
   street, and calls `kerbside_intake` with its NOTIFYs inside. It sizes the redesign that would make a report
   one statement (the snap choice and the SLA deadline in SQL): the most that redesign could give.
-- `create_app_batched`, the **batched one-statement floor**: the same statement with group commit. Each report
-  is queued in the process; each of the pool's connections takes whatever reports are waiting when it comes free
-  (no timer: a report alone goes at once) and sends them as one statement, `kerbside_bench_many`, one
-  subtransaction per report and one commit for them all. It sizes that redesign with reports arriving together
-  sharing a round trip and a commit.
+- `create_app_batched`, the **batched one-statement floor**: the same statement with group commit, as the API
+  batches (server/reports/batch.py). Each report is queued in the process; a sender (as many as the API has,
+  KERBSIDE_INTAKE_BATCH_SENDERS) takes whatever reports are waiting when it comes free (no timer: a report alone
+  goes at once) and sends them as one statement, `kerbside_bench_many`, one subtransaction per report and one
+  commit for them all.
 
     uvicorn bench.floor_app:create_app --factory        (KERBSIDE_DATABASE_URL names the database)
     uvicorn bench.floor_app:create_app_one --factory
@@ -189,7 +189,8 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
                                    kwargs={"prepare_threshold": 0, "autocommit": True})
         await pool.open(wait=True)
         state["pool"] = pool
-        senders = [asyncio.create_task(send_batches(pool)) for _ in range(pool_size)] if mode == "batched" else []
+        n = min(settings.intake_batch_senders, pool_size) if mode == "batched" else 0  # as the API batches
+        senders = [asyncio.create_task(send_batches(pool)) for _ in range(n)]
         yield
         for task in senders:
             task.cancel()
