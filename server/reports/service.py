@@ -206,12 +206,7 @@ def _batch_item(who: Caller, data: ReportIn, channel: str | Callable[..., str]) 
     except AnswerError:
         return None
     now = datetime.now(timezone.utc)
-    warnings: list[str] = []
-    if data.accuracy_m is not None and data.accuracy_m > category.max_accuracy_m:
-        warnings.append(f"GPS accuracy {data.accuracy_m:.0f} m is worse than the {category.max_accuracy_m:.0f} m "
-                        f"this category needs")
-    if data.mock_location:
-        warnings.append("the device reported a mock location")
+    warnings = _fix_warnings(data, category)
     snap = _SNAP_TO_FILL if category.layer else None
     roles = (*who.roles, "admin")
     channels = {role: channel(Principal(0, "", role)) if callable(channel) else channel for role in roles}
@@ -287,12 +282,7 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
     if not place.inside:
         raise DomainError(f"the point is outside the {settings.council_name} area", fields=["lat", "lon"],
                           code="out-of-area", status=422)
-    warnings: list[str] = []
-    if data.accuracy_m is not None and data.accuracy_m > category.max_accuracy_m:
-        warnings.append(f"GPS accuracy {data.accuracy_m:.0f} m is worse than the {category.max_accuracy_m:.0f} m "
-                        f"this category needs")
-    if data.mock_location:
-        warnings.append("the device reported a mock location")
+    warnings = _fix_warnings(data, category)
 
     snap = None
     layer_name = category.layer
@@ -326,6 +316,16 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
         return Outcome(answer, written=written, follow_up=(category, priority, who, now))
     return Outcome(answer, written=written)
 
+
+def _fix_warnings(data: ReportIn, category: CategoryDef) -> list[str]:
+    """What the answer warns of about the fix itself: GPS worse than the category needs, a mock location."""
+    warnings: list[str] = []
+    if data.accuracy_m is not None and data.accuracy_m > category.max_accuracy_m:
+        warnings.append(f"GPS accuracy {data.accuracy_m:.0f} m is worse than the {category.max_accuracy_m:.0f} m "
+                        f"this category needs")
+    if data.mock_location:
+        warnings.append("the device reported a mock location")
+    return warnings
 
 def _write_params(actor: str, role: str, token_id: int | None, data: ReportIn, category: CategoryDef,
                   answers: dict, digest: str, channel: str, reporter: dict, external_id: str | None,

@@ -99,8 +99,8 @@ def test_the_database_fills_in_a_batched_report_as_the_two_statement_path_builds
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(d1=st.floats(0, 60), gap=st.one_of(st.none(), st.floats(0, 60)),
-       accuracy=st.one_of(st.none(), st.floats(0, 80)), radius=st.floats(0.5, 60),
+@given(d1=st.floats(0, 60), gap=st.one_of(st.none(), st.floats(0, 60), st.floats(0, 1e-290), st.floats(1000, 5000)),
+       accuracy=st.one_of(st.none(), st.floats(0, 80), st.floats(0, 10_000)), radius=st.floats(0.5, 1000),
        category=st.sampled_from(["street_light", "bin_overflowing", "graffiti"]),
        asset=st.one_of(st.none(), st.integers(1, 2**62)))
 def test_confidence_rounding_and_lock_key_are_the_databases(db, d1, gap, accuracy, radius, category, asset):
@@ -156,7 +156,7 @@ def test_reports_of_one_fault_sent_together_open_one_job_in_shared_batches(live,
     ref, lat, lon = lamp_column(db)
     n = 16
     batches, reports = _batches()
-    answers = _post_together(client, [report(lat, lon) for _ in range(n)], tokens["field_worker"])
+    answers = _post_together(client, [{**report(lat, lon), "lat": lat} for _ in range(n)], tokens["field_worker"])  # on it
     assert [a.status_code for a in answers] == [201] * n, [a.text for a in answers if a.status_code != 201]
     jobs = {a.json()["job"]["reference"] for a in answers}
     assert len(jobs) == 1
@@ -180,7 +180,7 @@ def test_reports_of_one_fault_sent_together_open_one_job_in_shared_batches(live,
 def test_reports_of_different_faults_sent_together_each_open_their_own_job(live, db):
     client, tokens = live
     columns = [lamp_column(db) for _ in range(8)]
-    bodies = [report(lat, lon) for _, lat, lon in columns]
+    bodies = [{**report(lat, lon), "lat": lat} for _, lat, lon in columns]  # on each column
     answers = _post_together(client, bodies, tokens["advisor"])
     assert [a.status_code for a in answers] == [201] * len(bodies)
     assert [a.json()["job"]["asset"]["ref"] for a in answers] == [ref for ref, _, _ in columns]

@@ -54,6 +54,7 @@ DECLARE
   sigma float8 := greatest(coalesce(accuracy_m, 0.0), 3.0);
   distance_factor float8;
   separation_factor float8 := 1.0;
+  gap float8;
 BEGIN
   IF d1 <= sigma THEN
     distance_factor := 1.0;
@@ -61,7 +62,11 @@ BEGIN
     distance_factor := greatest(0.0, 1.0 - (d1 - sigma) / greatest(radius_m, 1e-6));
   END IF;
   IF d2 IS NOT NULL THEN
-    separation_factor := 1.0 - 0.5 * exp(-greatest(d2 - d1, 0.0) / sigma);
+    -- PostgreSQL raises where Python's float gives 0: a quotient too small for a float8 (a runner-up a hair
+    -- further), and exp() of a large negative (a runner-up kilometres off), whose half is lost against 1.0.
+    gap := greatest(d2 - d1, 0.0);
+    separation_factor := CASE WHEN gap < 1e-300 THEN 0.5 WHEN gap / sigma > 700 THEN 1.0
+                              ELSE 1.0 - 0.5 * exp(-gap / sigma) END;
   END IF;
   RETURN round(greatest(0.0, least(1.0, distance_factor * separation_factor))::numeric, 3)::float8;
 END
