@@ -96,8 +96,9 @@ def create_app() -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.intake_pool = await db.open_async_pool()
-        app.state.intake_batcher = IntakeBatcher(app.state.intake_pool, min(settings.intake_batch_senders,
-                                                                            settings.db_async_pool_size))
+        app.state.intake_batcher = IntakeBatcher(app.state.intake_pool,
+                                                 min(settings.intake_batch_senders, settings.db_async_pool_size),
+                                                 settings.db_pool_timeout_seconds)
         try:
             yield
         finally:

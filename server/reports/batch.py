@@ -12,7 +12,8 @@ the statement fails as a whole (a broken connection, a database restarting) whet
 not known, and every report in it is declined, so each is taken again on its own by the two-statement path, whose
 retry lookup answers one that was in fact committed as a retry: none lost, none stored twice. When no connection
 came free in the pool's timeout, nothing was sent: each report gets the pool's PoolTimeout (a 503), as on the
-two-statement path. The NOTIFYs of
+two-statement path; so does a report that no sender took within that timeout (a database that answers nothing
+holds the senders: the reports behind them are not left waiting for it). The NOTIFYs of
 the batch's new events go after the commit, in one statement of their own (see service._NOTIFY).
 """
 from __future__ import annotations
@@ -33,20 +34,48 @@ NOTIFY = "SELECT pg_notify(n->>0, n->>1) FROM jsonb_array_elements(%(notes)s::js
 DECLINED = {"declined": "batch"}
 
 
+class _Waiting:
+    """A report in the queue: its item, where its outcome goes, and whether a sender took it or it gave up."""
+
+    __slots__ = ("item", "future", "taken", "gone")
+
+    def __init__(self, item: str, future: asyncio.Future) -> None:
+        self.item, self.future, self.taken, self.gone = item, future, False, False
+
+
 class IntakeBatcher:
     """The process's intake queue and its senders (see the module)."""
 
-    def __init__(self, pool: AsyncConnectionPool, senders: int) -> None:
+    def __init__(self, pool: AsyncConnectionPool, senders: int, wait_seconds: float) -> None:
         self._pool = pool
-        self._waiting: asyncio.Queue[tuple[str, asyncio.Future]] = asyncio.Queue()
+        self._wait = wait_seconds
+        self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._senders = [asyncio.create_task(self._send(), name=f"intake-batch-{i}") for i in range(senders)]
 
     async def submit(self, item: str) -> dict:
         """One report's kerbside_intake_ready item (JSON text); its outcome once the batch it went in has
-        committed: {"caller", "written"} or {"declined": reason}."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.put_nowait((item, future))
-        return await future
+        committed: {"caller", "written"} or {"declined": reason}.
+
+        A report no sender has taken within the pool's timeout (a database that answers nothing holds every
+        sender) is sent nowhere and gets the pool's PoolTimeout, a 503, as a request waiting for a connection
+        does. One taken, in a batch the database has not answered within that timeout once more, gets the 503
+        too: it was not acknowledged, and the batch may yet commit, so the device sends it again with the same
+        client_id and is answered from what was stored (or it is stored then). A batch holds up to BATCH_MAX
+        requests, and none of them is left hanging on a database that has stopped answering.
+        """
+        entry = _Waiting(item, asyncio.get_running_loop().create_future())
+        self._waiting.put_nowait(entry)
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.future), self._wait)
+        except TimeoutError:
+            if not entry.taken:
+                entry.gone = True
+                raise PoolTimeout(f"no intake batch could be sent within {self._wait:g} s") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.future), self._wait)
+        except TimeoutError:
+            raise PoolTimeout(f"the database has not answered the report's batch within {2 * self._wait:g} s; "
+                              "send it again with the same client_id") from None
 
     async def close(self) -> None:
         """Stop the senders (after the server has drained its requests); a report still waiting is declined."""
@@ -54,43 +83,51 @@ class IntakeBatcher:
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
         while not self._waiting.empty():
-            _, future = self._waiting.get_nowait()
-            if not future.done():
-                future.set_result(DECLINED)
+            entry = self._waiting.get_nowait()
+            if not entry.future.done():
+                entry.future.set_result(DECLINED)
+
+    def _take(self, entry: _Waiting, batch: list[_Waiting]) -> None:
+        if not entry.gone:
+            entry.taken = True
+            batch.append(entry)
 
     async def _send(self) -> None:
         while True:
-            batch = [await self._waiting.get()]
+            batch: list[_Waiting] = []
+            self._take(await self._waiting.get(), batch)
             while len(batch) < BATCH_MAX and not self._waiting.empty():
-                batch.append(self._waiting.get_nowait())
+                self._take(self._waiting.get_nowait(), batch)
+            if not batch:
+                continue
             try:
                 await self._run(batch)
             except PoolTimeout as exc:  # no connection came free: nothing was sent, and none will come sooner
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)  # a 503, as on the two-statement path
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)  # a 503, as on the two-statement path
             except asyncio.CancelledError:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(DECLINED)
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_result(DECLINED)
                 raise
             except Exception:  # answered per report by the two-statement path (see the module)
                 log.warning("an intake batch of %d failed; each report is taken on its own", len(batch),
                             exc_info=True)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(DECLINED)
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_result(DECLINED)
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+    async def _run(self, batch: list[_Waiting]) -> None:
         INTAKE_BATCH.observe(len(batch))
         async with self._pool.connection() as conn:
-            cur = await conn.execute(STATEMENT, {"items": "[" + ",".join(item for item, _ in batch) + "]"},
+            cur = await conn.execute(STATEMENT, {"items": "[" + ",".join(entry.item for entry in batch) + "]"},
                                      prepare=True)
             outcomes = orjson.loads((await cur.fetchone())[0])
             notes = []
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for entry, outcome in zip(batch, outcomes, strict=True):
                 notes += (outcome.get("written") or {}).get("notify") or []
-                if not future.done():  # its request may have gone (the client hung up)
-                    future.set_result(outcome)
+                if not entry.future.done():  # its request may have gone (the client hung up)
+                    entry.future.set_result(outcome)
             if notes:
                 await conn.execute(NOTIFY, {"notes": orjson.dumps(notes).decode()}, prepare=True)

@@ -303,3 +303,76 @@ def test_each_api_process_has_one_batch_in_flight_by_default(live, monkeypatch):
     monkeypatch.setenv("KERBSIDE_INTAKE_BATCH_SENDERS", "0")
     with pytest.raises(ValueError):
         Settings(_env_file=None)
+
+
+def test_a_batch_the_database_holds_answers_503s_and_stores_what_it_took_once(live, db):
+    """A batch held in the database (here: by another session holding its duplicate check's lock) holds the one
+    sender. The report queued behind it gets PoolTimeout (the API's 503) after the pool's timeout, as a request
+    waiting for a connection does, and is never sent. The held report gets its 503 after that timeout once more
+    (not acknowledged: the device sends it again); its batch commits when the lock goes, once."""
+    import asyncio
+
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+    from server.auth.tokens import hash_token
+    from server.config import get_settings
+    from server.deps import Caller
+    from server.reports import service
+    from server.reports.batch import IntakeBatcher
+    from server.reports.router import REPORTERS, channel_for
+    from server.reports.schemas import ReportIn
+
+    _, tokens = live
+    caller = Caller(hash_token(tokens["field_worker"]), REPORTERS)
+    held, queued = [{**report(lat, lon), "lat": lat} for _, lat, lon in (lamp_column(db), lamp_column(db))]
+    asset = db.execute(text("SELECT a.id FROM assets a JOIN asset_layers l ON l.id = a.layer_id "
+                            "WHERE l.name = 'street_lights' ORDER BY a.geom <-> ST_Transform(ST_SetSRID("
+                            "ST_MakePoint(:lon, :lat), 4326), 27700) LIMIT 1"), held).scalar_one()
+    url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def stored(body: dict) -> int:
+        return db.execute(text("SELECT count(*) FROM reports WHERE client_id = :c"),
+                          {"c": body["client_id"]}).scalar_one()
+
+    async def outcome(task) -> object:
+        try:
+            return await task
+        except PoolTimeout as exc:
+            return exc
+
+    async def scenario() -> tuple[object, object, float, float]:
+        async def autocommit(conn):
+            await conn.set_autocommit(True)
+
+        pool = AsyncConnectionPool(url, min_size=1, max_size=1, open=False, configure=autocommit)
+        await pool.open(wait=True)
+        batcher = IntakeBatcher(pool, 1, 0.6)
+        loop = asyncio.get_running_loop()
+        try:
+            with psycopg.connect(url, autocommit=True) as blocker:
+                blocker.execute("SELECT pg_advisory_lock(%s)", (service._lock_key("street_light", asset),))
+                t0 = loop.time()
+                first = asyncio.create_task(outcome(batcher.submit(
+                    service._batch_item(caller, ReportIn.model_validate(held), channel_for))))
+                await asyncio.sleep(0.2)
+                second = await outcome(batcher.submit(
+                    service._batch_item(caller, ReportIn.model_validate(queued), channel_for)))
+                second_at = loop.time() - t0
+                first_answer = await first
+                first_at = loop.time() - t0
+                blocker.execute("SELECT pg_advisory_unlock_all()")
+            for _ in range(100):  # the held batch now commits
+                if stored(held):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the sender is free: the refused report must not go now
+            return first_answer, second, first_at, second_at
+        finally:
+            await batcher.close()
+            await pool.close()
+
+    first, second, first_at, second_at = asyncio.run(scenario())
+    assert isinstance(second, PoolTimeout) and isinstance(first, PoolTimeout)
+    assert second_at < first_at  # the queued one was refused first, the held one after its second wait
+    assert stored(held) == 1 and stored(queued) == 0
