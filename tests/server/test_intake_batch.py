@@ -311,6 +311,7 @@ def test_a_batch_the_database_holds_answers_503s_and_stores_what_it_took_once(li
     waiting for a connection does, and is never sent. The held report gets its 503 after that timeout once more
     (not acknowledged: the device sends it again); its batch commits when the lock goes, once."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     import psycopg
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -372,7 +373,8 @@ def test_a_batch_the_database_holds_answers_503s_and_stores_what_it_took_once(li
             await batcher.close()
             await pool.close()
 
-    first, second, first_at, second_at = asyncio.run(scenario())
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, whatever the test process runs in this thread
+        first, second, first_at, second_at = thread.submit(asyncio.run, scenario()).result()
     assert isinstance(second, PoolTimeout) and isinstance(first, PoolTimeout)
     assert second_at < first_at  # the queued one was refused first, the held one after its second wait
     assert stored(held) == 1 and stored(queued) == 0
