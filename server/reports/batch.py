@@ -14,7 +14,7 @@ retry lookup answers one that was in fact committed as a retry: none lost, none 
 came free in the pool's timeout, nothing was sent: each report gets the pool's PoolTimeout (a 503), as on the
 two-statement path; so does a report that no sender took within that timeout (a database that answers nothing
 holds the senders: the reports behind them are not left waiting for it). The NOTIFYs of
-the batch's new events go after the commit, in one statement of their own (see service._NOTIFY).
+the batch's new events go after the commit, in one statement of their own (see NOTIFY).
 """
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ log = logging.getLogger("kerbside.intake")
 
 BATCH_MAX = 32  # reports per statement: each is a subtransaction, and PostgreSQL caches 64 per transaction
 STATEMENT = "SELECT kerbside_intake_batch(%(items)s::jsonb)"
+# The intake's NOTIFYs (a batch's, or one report's on the two-statement path), after its commit, as a
+# transaction of their own: it writes nothing, so it holds the notification queue lock only for a moment, instead
+# of across the commit flush. A crash in between loses only the wake-ups: the outbox worker also runs on a timer,
+# and event streams catch up from the timeline.
 NOTIFY = "SELECT pg_notify(n->>0, n->>1) FROM jsonb_array_elements(%(notes)s::jsonb) AS n"
 DECLINED = {"declined": "batch"}
 

@@ -23,10 +23,10 @@ from server.config import get_settings
 from server.deps import Caller, Principal
 from server.errors import Conflict, DomainError
 from server.jobs import sla
-from server.metrics import INTAKE_DECLINED
 from server.jobs.models import Job, JobEvent
 from server.jobs.service import append_event, iso
 from server.jobs.transitions import risk_at_for, set_due
+from server.metrics import INTAKE_DECLINED
 from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
 from server.reports.batch import NOTIFY, IntakeBatcher
 from server.reports.schemas import ReportIn
@@ -185,7 +185,7 @@ async def submit_report_async(pool, who: Principal | Caller, data: ReportIn, cha
             return None
         notes = outcome.written.get("notify")
         if notes:
-            await conn.execute(_NOTIFY, {"notes": _json(notes)}, prepare=True)
+            await conn.execute(NOTIFY, {"notes": _json(notes)}, prepare=True)
     return 201, with_words(outcome.answer)
 
 
@@ -210,8 +210,8 @@ def _batch_item(who: Caller, data: ReportIn, channel: str | Callable[..., str]) 
     snap = _SNAP_TO_FILL if category.layer else None
     roles = (*who.roles, "admin")
     channels = {role: channel(Principal(0, "", role)) if callable(channel) else channel for role in roles}
-    params = _write_params("", "", None, data, category, answers, payload_hash(data), "", {}, None, None, None, None,
-                           snap, warnings, now, True)
+    params = _write_params("", "", None, data, category, answers, priority_for(category, answers), payload_hash(data),
+                           "", {}, None, None, None, None, snap, warnings, now, True)
     return _json({"p": params, "lon": data.lon, "lat": data.lat, "srid": get_settings().srid,
                   "layer": category.layer, "client_id": str(data.client_id), "token_hash": who.digest,
                   "roles": list(who.roles), "channels": channels, "radius_m": category.snap_radius_m,
@@ -223,10 +223,6 @@ def _batch_item(who: Caller, data: ReportIn, channel: str | Callable[..., str]) 
 _SNAP_TO_FILL = snapping.Snap(snapping.Candidate(0, "", 0.0), None, 0.0, "nearest")
 
 
-# The intake's NOTIFYs, after its commit, as a transaction of their own: it writes nothing, so it holds the
-# notification queue lock only for a moment, instead of across the report's commit flush. A crash in between
-# loses only the wake-ups: the outbox worker also runs on a timer, and event streams catch up from the timeline.
-_NOTIFY = NOTIFY  # server/reports/batch.py, which sends a batch's the same way
 
 
 def _race_replay(stored, data: ReportIn) -> dict:
@@ -305,10 +301,10 @@ def _intake(who: Principal, data: ReportIn, category: CategoryDef, answers: dict
         raise DomainError(f"category {category.code!r} has no asset layer", fields=["asset_ref"],
                           code="unknown-asset", status=422)
 
-    written = yield _WRITE, {"p": _json(_write_params(
-        who.actor, who.role, who.token_id, data, category, answers, digest, channel, reporter, external_id,
-        place.ewkt, place.ward_id, place.street, snap, warnings, now, on_pool))}
     priority = priority_for(category, answers)
+    written = yield _WRITE, {"p": _json(_write_params(
+        who.actor, who.role, who.token_id, data, category, answers, priority, digest, channel, reporter,
+        external_id, place.ewkt, place.ward_id, place.street, snap, warnings, now, on_pool))}
     if written.get("follow_up"):  # declined (on_pool): nothing was written
         return Outcome({}, follow_up=(category, priority, who, now))
     answer = written["answer"]
@@ -328,7 +324,7 @@ def _fix_warnings(data: ReportIn, category: CategoryDef) -> list[str]:
     return warnings
 
 def _write_params(actor: str, role: str, token_id: int | None, data: ReportIn, category: CategoryDef,
-                  answers: dict, digest: str, channel: str, reporter: dict, external_id: str | None,
+                  answers: dict, priority: str, digest: str, channel: str, reporter: dict, external_id: str | None,
                   ewkt: str | None, ward_id: int | None, street: str | None, snap: snapping.Snap | None,
                   warnings: list[str], now: datetime, defer: bool) -> dict:
     """kerbside_intake's parameter: the report, its job, timeline, answer and contact, as this report's are to
@@ -336,7 +332,6 @@ def _write_params(actor: str, role: str, token_id: int | None, data: ReportIn, c
     snapped asset, and kerbside_intake_ready (migration 0022) fills those in."""
     settings = get_settings()
     chosen = snap.chosen if snap else None
-    priority = priority_for(category, answers)
     policy = category.sla_for(priority)
     due = sla.due_at(policy, now, tz=settings.timezone, country=settings.holiday_country,
                      subdiv=settings.holiday_subdivision)
