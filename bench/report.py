@@ -408,11 +408,18 @@ def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: t
     return ["",
             f"**Idle time.** The machine was {busy[0]:.0f} % busy under the intake against {busy[1]:.0f} % under "
             "the bare baseline: with one batch in flight per API process (`KERBSIDE_INTAKE_BATCH_SENDERS`), each "
-            "process waits out its batch's commit (the WAL flush) with nothing else to send. At full use the "
-            f"intake's CPU per report would serve about {it['vs_bare'] * busy[1] / max(busy[0], 1):.2f}× bare. A "
-            "second sender fills that time but makes the batches smaller: in A/Bs on 7 Dec (1M lamp columns, 1M "
-            "open jobs, alternating rounds) two senders served 1,370 req/s against one's 1,433, and a second "
-            "sender that joins only when 4 reports wait, 1,135 against 1,167.",
+            "process waits out its batch's commit (the WAL flush) with nothing else to send, and its database "
+            "backend waits while the process answers one batch and reads the next. At full use the "
+            f"intake's CPU per report would serve about {it['vs_bare'] * busy[1] / max(busy[0], 1):.2f}× bare. "
+            "Filling that time has so far cost as much CPU per report as it gave back, in A/Bs on 7 Dec (1M lamp "
+            "columns, 1M open jobs, alternating rounds, medians): two senders served 1,370 req/s against one's "
+            "1,433; a second sender that joins only when 4 reports wait, 1,135 against 1,167; each batch's COMMIT "
+            "sent while the next batch's statement runs (the machine 87–89 % busy instead of 80–86 %, but smaller "
+            "batches and a round trip more), 1,126 against 1,204; three and four API workers, 1,118 and 1,062 "
+            "against two's 1,138. Sampled under this load, a process's backend spent 0.30 of its time waiting "
+            "on the WAL flush for 1.07 running. `wal_compression = lz4` halved the intake's WAL after a checkpoint "
+            "(its full-page images) but not its throughput (1,326 against 1,300 req/s), so the bench's cluster "
+            "keeps PostgreSQL's defaults.",
             "",
             "**What would move it.** The floor (`floor1b`: the intake's database work for a report, batched as the "
             f"intake batches, behind the bare baseline's app) served {_n(it['rps']['floor1b'])} req/s, "
