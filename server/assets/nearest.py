@@ -49,18 +49,22 @@ def locate_params(lon: float, lat: float, layer: str | None) -> dict:
 def explain_locate(session: Session, lon: float, lat: float, layer: str, *, analyze: bool = False) -> list[str]:
     """The plan kerbside_locate's query gets (generic, as inside the function), from its installed source.
 
-    EXPLAIN cannot see inside a function, so this prepares the function's query with the same plan mode.
+    EXPLAIN cannot see inside a function, so this prepares the function's query with the same plan mode and the
+    same parameters: its arguments, and the point it works out from them first (migration 0023).
     Run inside a transaction: it sets plan_cache_mode for that transaction only.
     """
     src = session.execute(text("SELECT prosrc FROM pg_proc WHERE proname = 'kerbside_locate'")).scalar_one()
     query = src[src.index("RETURN QUERY") + len("RETURN QUERY"):src.rindex("END")].strip().rstrip(";")
-    for i, name in enumerate(("p_lon", "p_lat", "p_srid", "p_layer"), start=1):
+    for i, name in enumerate(("p_lon", "p_lat", "p_srid", "p_layer", "p_point"), start=1):
         query = re.sub(rf"\b{name}\b", f"${i}", query)
     session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-    session.execute(text("PREPARE kerbside_locate_q(float8, float8, integer, text) AS " + query.replace(":", r"\:")))
+    session.execute(text("PREPARE kerbside_locate_q(float8, float8, integer, text, geometry) AS "
+                         + query.replace(":", r"\:")))
     try:
-        args = f"{float(lon)!r}, {float(lat)!r}, {int(get_settings().srid)}, '{layer.replace(chr(39), chr(39) * 2)}'"
-        # EXPLAIN EXECUTE takes no bind parameters: the arguments are literals (numbers, a quoted name).
+        x, y, srid = float(lon), float(lat), int(get_settings().srid)
+        args = (f"{x!r}, {y!r}, {srid}, '{layer.replace(chr(39), chr(39) * 2)}', "
+                f"ST_Transform(ST_SetSRID(ST_MakePoint({x!r}, {y!r}), 4326), {srid})")
+        # EXPLAIN EXECUTE takes no bind parameters: the arguments are literals (numbers, a quoted name, the point as an expression).
         return [r[0] for r in session.execute(
             text(f"EXPLAIN {'(ANALYZE) ' if analyze else ''}EXECUTE kerbside_locate_q({args})"))]
     finally:

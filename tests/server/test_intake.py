@@ -315,6 +315,43 @@ def test_one_scan_of_the_area_parts_answers_as_the_two_lookups_did(db):
     assert seen[(True, True)] and seen[(False, False)] and seen[(False, True)], seen
 
 
+def test_the_point_worked_out_once_gives_every_answer_the_inlined_one_did(db):
+    """kerbside_locate works its point out once, into a variable (migration 0023), where 0019 inlined the
+    transformation at every use. At points near lamp columns, near roads, on ward edges and outside the area,
+    every column it returns (the point's EWKT, boundary, ward, street, layer, the candidates with their distances
+    as JSON text) must be 0019's, to the last digit."""
+    from server.migrations.earlier import migration
+
+    before = migration("0019_locate_one_area_scan.py").locate().replace(
+        "FUNCTION kerbside_locate(", "FUNCTION pg_temp.kerbside_locate_0019(")
+    assert "pg_temp.kerbside_locate_0019(" in before
+    db.execute(text(before.replace(":", r"\:")))
+    srid = get_settings().srid
+    points = db.execute(text("""
+        WITH lights AS (SELECT a.geom FROM assets a JOIN asset_layers l ON l.id = a.layer_id
+                         WHERE l.name = 'street_lights' ORDER BY md5(a.id::text) LIMIT 150),
+             edges AS (SELECT (ST_DumpPoints(ST_Boundary(geom))).geom AS geom FROM area_parts WHERE kind = 'ward'),
+             picked AS (SELECT geom FROM lights
+                        UNION ALL (SELECT geom FROM edges ORDER BY md5(ST_AsText(geom)) LIMIT 60))
+        SELECT ST_X(q), ST_Y(q) FROM (
+          SELECT ST_Transform(ST_Translate(geom, dx, dy), 4326) AS q
+            FROM picked, (VALUES (0, 0), (2.5, -1.5), (-7, 4), (45, 45), (-400, 0)) d(dx, dy)) s
+    """)).all()
+    assert len(points) == 1050
+    now = text("SELECT l::text, json_array_length(l.candidates) FROM kerbside_locate(:lon, :lat, :srid, :layer) l")
+    then = text("SELECT l::text, json_array_length(l.candidates) "
+                "FROM pg_temp.kerbside_locate_0019(:lon, :lat, :srid, :layer) l")
+    seen = Counter()
+    for lon, lat in points:
+        for layer in ("street_lights", ""):
+            args = {"lon": lon, "lat": lat, "srid": srid, "layer": layer}
+            want = tuple(db.execute(then, args).one())
+            assert tuple(db.execute(now, args).one()) == want, (lon, lat, layer)
+            seen[(layer, want[1] > 0, "SRID=" in want[0])] += 1
+    # every point was located; the lamp-column lookups found candidates, the layer-less ones none
+    assert seen[("street_lights", True, True)] == 1050 and seen[("", False, True)] == 1050, seen
+
+
 def test_the_write_path_reads_jobs_and_reports_by_index_even_while_they_are_small(client, tokens, db):
     """A new installation plans the intake when `jobs` and `reports` hold a handful of rows; a connection keeps
     those plans (PL/pgSQL, prepared statements and foreign-key checks all cache theirs), so a plan that reads
