@@ -71,6 +71,9 @@ def render(r: dict) -> str:
     sla = r["sla"]
     sync = r["sync"]
     g1 = (vs_bare >= 0.5, worst <= 50)
+    # Met by less than the spread between runs (the ratio moved 0.40–0.51 across make bench runs on 7 Dec): said
+    # in the verdict, and the notes on where the time goes are shown as for a goal not met.
+    g1_on_line = g1[0] and vs_bare < 0.55
     g2 = (snap1["locate"]["p99"] <= 2, snapb["locate"]["p50"] <= 2 * snap1["locate"]["p50"])
     g3 = (job["p99"] <= 10, ogc_p95 <= 150, ogc_ours >= 2 * ogc_theirs)
     # O(open jobs) would walk the partial indexes' ~1M entries (thousands of pages); O(changing) touches a few
@@ -113,7 +116,7 @@ def render(r: dict) -> str:
             if it.get("floor_vs_bare") else
             f"; its database work behind the bare app (floor) {it['floor1b_vs_bare']:.2f}× bare"
             if it.get("floor1b_vs_bare") else "")
-        + f" | ratio {_v(g1[0])}, p99 {_v(g1[1])} |",
+        + f" | ratio {_v(g1[0])}{', on the line' if g1_on_line else ''}, p99 {_v(g1[1])} |",
         f"| 2 | snap alone: p99 ≤ 2 ms at 1M; median at 10M ≤ 2× median at 1M | `kerbside_locate` p99 "
         f"{snap1['locate']['p99']:.2f} ms at {_n(main)}; median {snap1['locate']['p50']:.2f} → "
         f"{snapb['locate']['p50']:.2f} ms at {_n(big)} ({snapb['locate']['p50'] / snap1['locate']['p50']:.2f}×) | "
@@ -177,7 +180,13 @@ def render(r: dict) -> str:
           if it.get("floor1_vs_bare") else "") + (
           f"; batched {_n(rps['floor1b'])}, floor1b/bare **{it['floor1b_vs_bare']:.2f}**"
           if it.get("floor1b_vs_bare") else "") + ".", ""]
-    L += NOTES.get("intake", []) if not all(g1) else []
+    if g1_on_line:
+        per_round = ", ".join(f"{rd['intake']['rps'] / rd['bare']['rps']:.2f}" for rd in r["intake"]["rounds"])
+        L += [f"**On the line.** The ratio is over 0.5 by less than it moves between runs: by round it was "
+              f"{per_round}, and across the `make bench` runs of 7 December it ranged 0.40–0.51, with the bare "
+              "baseline moving more (2,276–2,963 req/s) than the intake (1,170–1,320). Another run on this kind "
+              "of machine may well fall under the line, so what follows is shown as for a goal not met.", ""]
+    L += NOTES.get("intake", []) if not all(g1) or g1_on_line else []
     # ---- snap
     L += ["", "## 2. Snap query alone", "",
           "`bench/snap.py`: one connection, server-side prepared, 3,000 calls each (after 300 warm-up), "
@@ -430,7 +439,7 @@ def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: t
             f"beyond the floor's is {max(ia - app_f, 0):.2f} ms a report; its database work beyond the floor's, "
             f"{max(ib_ - db_f, 0):.2f} ms (the caller judged in SQL, the snap's runner-up and confidence, the "
             "parameter filled in, the NOTIFYs after the commit). What is left is mostly the database's work for a "
-            "report, 3× the baseline's: a job in its indexes, a report, four timeline rows and a dispatch message "
+            f"report, {ib_ / max(bb, 1e-9):.1f}× the baseline's: a job in its indexes, a report, four timeline rows and a dispatch message "
             "where the baseline writes one row. None of it is a layer a user could do without, so this note does "
             "not propose dropping any; the issue's owners may prefer to restate goal 1 against the floor.",
             ""]
