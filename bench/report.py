@@ -439,8 +439,8 @@ def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: t
             f"beyond the floor's is {max(ia - app_f, 0):.2f} ms a report; its database work beyond the floor's, "
             f"{max(ib_ - db_f, 0):.2f} ms (the caller judged in SQL, the snap's runner-up and confidence, the "
             "parameter filled in, the NOTIFYs after the commit). What is left is mostly the database's work for a "
-            f"report, {ib_ / max(bb, 1e-9):.1f}× the baseline's: a job in its indexes, a report, four timeline rows and a dispatch message "
-            "where the baseline writes one row. None of it is a layer a user could do without, so this note does "
+            f"report, {ib_ / max(bb, 1e-9):.1f}× the baseline's: a job in its indexes, a report, four timeline rows "
+            "and a dispatch message where the baseline writes one row. None of it is a layer a user could do without, so this note does "
             "not propose dropping any; the issue's owners may prefer to restate goal 1 against the floor.",
             ""]
 

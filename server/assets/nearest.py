@@ -55,16 +55,20 @@ def explain_locate(session: Session, lon: float, lat: float, layer: str, *, anal
     """
     src = session.execute(text("SELECT prosrc FROM pg_proc WHERE proname = 'kerbside_locate'")).scalar_one()
     query = src[src.index("RETURN QUERY") + len("RETURN QUERY"):src.rindex("END")].strip().rstrip(";")
-    for i, name in enumerate(("p_lon", "p_lat", "p_srid", "p_layer", "p_point"), start=1):
+    point = re.search(r"p_point geometry := (.*?);", src).group(1)  # the function's own expression for its point
+    names = ("p_lon", "p_lat", "p_srid", "p_layer", "p_point")
+    for i, name in enumerate(names, start=1):
         query = re.sub(rf"\b{name}\b", f"${i}", query)
     session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
     session.execute(text("PREPARE kerbside_locate_q(float8, float8, integer, text, geometry) AS "
                          + query.replace(":", r"\:")))
     try:
-        x, y, srid = float(lon), float(lat), int(get_settings().srid)
-        args = (f"{x!r}, {y!r}, {srid}, '{layer.replace(chr(39), chr(39) * 2)}', "
-                f"ST_Transform(ST_SetSRID(ST_MakePoint({x!r}, {y!r}), 4326), {srid})")
-        # EXPLAIN EXECUTE takes no bind parameters: the arguments are literals (numbers, a quoted name, the point as an expression).
+        # EXPLAIN EXECUTE takes no bind parameters: the arguments are literals (numbers, a quoted name), and the
+        # point is the function's expression for it, over those numbers.
+        values = dict(zip(names, (repr(float(lon)), repr(float(lat)), str(int(get_settings().srid)),
+                                  "'" + layer.replace("'", "''") + "'")))
+        point = re.sub(r"\b(p_lon|p_lat|p_srid)\b", lambda m: values[m.group(1)], point)
+        args = ", ".join([*values.values(), point])
         return [r[0] for r in session.execute(
             text(f"EXPLAIN {'(ANALYZE) ' if analyze else ''}EXECUTE kerbside_locate_q({args})"))]
     finally:
