@@ -248,17 +248,21 @@ def db_snapshot(engine) -> dict[str, float]:
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT sessions, xact_commit, xact_rollback, active_time, idle_in_transaction_time "
+        row = conn.execute(text("SELECT sessions, xact_commit, xact_rollback, active_time, idle_in_transaction_time, "
+                                "(SELECT last_value FROM job_reference_seq) AS jobs_opened, "
+                                "(SELECT last_value FROM report_reference_seq) AS reports_taken "
                                 "FROM pg_stat_database WHERE datname = current_database()")).one()
     return dict(row._mapping)
 
 
 def db_split(before: dict, after: dict, requests: int, seconds: float) -> dict[str, float]:
-    """New connections, commits, and per-request time the backends spent active / idle in a transaction."""
+    """New connections, commits, per-request time the backends spent active / idle in a transaction, and the jobs
+    opened and reports taken by the intake's own tables (kerbside_intake: the API and the floors)."""
     d = {k: float(after[k] - before[k]) for k in before}
     n = max(requests, 1)
     return {"sessions": max(d["sessions"] - 1, 0.0), "commits": d["xact_commit"], "rollbacks": d["xact_rollback"],
-            "active_ms": d["active_time"] / n, "idle_in_tx_ms": d["idle_in_transaction_time"] / n}
+            "active_ms": d["active_time"] / n, "idle_in_tx_ms": d["idle_in_transaction_time"] / n,
+            "jobs_opened": d["jobs_opened"], "reports_taken": d["reports_taken"]}
 
 
 def _backends(table: dict[int, tuple[int, float]], postmaster: int | None, dbname: str | None = None) -> float:
@@ -345,14 +349,28 @@ class Phase:
         return self.errors == 0 and self.requests > 0
 
 
+# Where the next phase driven with `fresh` points starts in each points file (see run_wrk).
+_NEXT_POINT: dict[str, int] = {}
+
+
 def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, connections: int, threads: int,
             observed_at: str, log: Path, name: str, app_pid: int, engine=None, script: Path = LUA,
-            extra: str = "") -> Phase:
+            extra: str = "", fresh: bool = False) -> Phase:
     """Drive base+path with wrk + a script (post_reports.lua, or get_paths.lua for reads); parse the WRKJSON line
-    its done() prints; account CPU. `extra`: members post_reports.lua adds to every body (bench/notify_cost.py)."""
+    its done() prints; account CPU. `extra`: members post_reports.lua adds to every body (bench/notify_cost.py).
+
+    `fresh`: post_reports.lua takes the points in order, each once, from where the last fresh phase on the same
+    file stopped, so no report of the run is about a point an earlier one was about (a new fault each, not a
+    repeat of one: at random from a small file, most reports would attach to a job opened earlier in the run).
+    The phase's raw figures say which lines it used and whether it ran past the end of the file."""
     prefix = f"{random.getrandbits(32):08x}"
+    more: list[str] = [extra] if extra else []
+    start = 0
+    if fresh:
+        start = _NEXT_POINT.get(str(coords), 0)
+        more = [extra, str(start), str(threads)]
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(script), base,
-           "--", str(coords), path, token or "-", prefix, observed_at, *([extra] if extra else [])]
+           "--", str(coords), path, token or "-", prefix, observed_at, *more]
     db0 = db_snapshot(engine) if engine is not None else None
     dbname = engine.url.database if engine is not None else None
     before = cpu_snapshot(app_pid, dbname)
@@ -366,6 +384,11 @@ def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, co
     if proc.returncode != 0 or not match:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     d = json.loads(match.group(1))
+    if fresh:
+        used = threads * d["sent_max"]
+        _NEXT_POINT[str(coords)] = start + used
+        lines = sum(1 for _ in open(coords))
+        d["points"] = {"from": start, "used": used, "lines": lines, "wrapped": start + used > lines}
     if db0 is not None:
         d["db"] = db_split(db0, db1, d["requests"], d["duration_us"] / 1e6)
     sock = sum(d["socket_errors"].values())
@@ -446,11 +469,13 @@ def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, wor
                    duration: int, warmup: int, connections: int, threads: int, log: Path,
                    intake_app: str = INTAKE_APP,
                    servers: tuple[str, ...] = ("intake", "orm", "bare", "floor1b"),
-                   quiet: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
+                   quiet: bool = True, fresh: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
     """Each worker count, `rounds` rounds of every server one after the other (the order rotates each round, so
-    a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase})."""
+    a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase}).
+    `fresh` (the default): every report, warm-ups included, at a point no earlier one was at (see run_wrk)."""
     observed_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    kw = dict(duration=duration, connections=connections, threads=threads, observed_at=observed_at, log=log)
+    kw = dict(duration=duration, connections=connections, threads=threads, observed_at=observed_at, log=log,
+              fresh=fresh)
     rows = []
     for w in workers:
         for rnd in range(1, rounds + 1):

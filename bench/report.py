@@ -140,7 +140,10 @@ def render(r: dict) -> str:
     old_floors = "floor" in r["intake"]["rounds"][0]  # runs before the intake batched (migration 0022)
     L += ["## 1. Intake against two baselines, and its floor", "",
           "Servers, each `uvicorn --workers 2`, warmed up then driven by `wrk -t2 -c16` with "
-          "`bench/post_reports.lua` (street-light reports within ~5 m of random lamp columns, unique client_id): "
+          "`bench/post_reports.lua` (street-light reports within ~5 m of random lamp columns, unique client_id"
+          + (f"; {_fresh_points(r)}" if "points" in r["intake"]["rounds"][0]["intake"] else
+             "; the points drawn at random from 20,000 for the whole run, so most of the intake's reports attached "
+             "to a job an earlier report had opened") + "): "
           "the API; the **ORM baseline** (`bench/baseline_app.py`: KNN snap + INSERT through the API's SQLAlchemy "
           "session); the **bare baseline** (`bench/bare_app.py`: the same two statements from a psycopg 3 async "
           "pool, server-side prepared, in autocommit, orjson, no ORM); and a what-if, the **floor** "
@@ -406,6 +409,19 @@ def _floor(it: dict, ia: float, ib_: float, ba: float, bb: float, fa: float, fb:
            "the floor.",
            ""]
     return out
+
+
+def _fresh_points(r: dict) -> str:
+    """What the intake's reports were about: new faults, taken in order from the sampled points (run_wrk's
+    `fresh`), and how many of them opened a job."""
+    ps = [rd["intake"] for rd in r["intake"]["rounds"]]
+    opened, taken = sum(p.get("jobs_opened", 0) for p in ps), sum(p.get("reports_taken", 0) for p in ps)
+    wrapped = any(rd[n].get("points", {}).get("wrapped") for rd in r["intake"]["rounds"] for n in rd
+                  if isinstance(rd[n], dict))
+    return ("every report at a lamp column no earlier report of the run was at (the points taken in order, each "
+            f"once{'; the file ran out and was started again' if wrapped else ''}): each a new fault, so "
+            + (f"{100 * opened / taken:.0f} % of the intake's measured reports opened a job" if taken else
+               "each opened a job") + " (the rest attached to one)")
 
 
 def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: tuple[float, float],

@@ -63,8 +63,10 @@ def _phase_dict(p: ib.Phase) -> dict:
     return {"rps": p.rps, "p50": p.p50, "p95": p.p95, "p99": p.p99, "requests": p.requests, "errors": p.errors,
             "app_ms": p.cpu["app_ms"], "db_ms": p.cpu["db_backends_ms"], "db_all_ms": p.cpu["db_ms"],
             "other_pct": p.cpu["other_pct"], "util": p.cpu["util"],
-            **({"db_active_ms": p.raw["db"]["active_ms"], "tx_per_req": p.raw["db"]["commits"] / max(p.requests, 1)}
-               if "db" in p.raw else {})}
+            **({"db_active_ms": p.raw["db"]["active_ms"], "tx_per_req": p.raw["db"]["commits"] / max(p.requests, 1),
+                "jobs_opened": p.raw["db"]["jobs_opened"], "reports_taken": p.raw["db"]["reports_taken"]}
+               if "db" in p.raw else {}),
+            **({"points": p.raw["points"]} if "points" in p.raw else {})}
 
 
 def _get(base: str, paths: Path, token: str, *, duration: int, warmup: int, connections: int, log: Path,
@@ -244,7 +246,11 @@ def run(
                 lights_file = WORK / f"ogc_lights_{size}.txt"
                 reads.items_paths(reads.bboxes(conn, layer="street_lights"), lights_file, "/ogc", "street_lights")
             coords = WORK / f"points_{size}.txt"
-            ib.sample_points(engine, 20_000, 1, coords)
+            # Enough points that no intake report of the run repeats another's (run_wrk's `fresh`): the main size
+            # takes about 400,000 reports over its growth row and its rounds of the four servers, and a phase uses
+            # up to its threads × the most one thread sent.
+            with console.status(f"sampling report points at {size:,}"):
+                ib.sample_points(engine, min(700_000 if size == main_size else 60_000, size // 2), 1, coords)
             with console.status(f"snap query alone at {size:,}"):
                 out["snap"][size] = snap.measure(dsn, coords, srid)
             s = out["snap"][size]

@@ -32,8 +32,9 @@ local function jstr(s)
 end
 
 function done(summary, latency, requests)
-  local ok, bad, err, codes = 0, 0, "", {}
+  local ok, bad, err, codes, sent_max = 0, 0, "", {}, 0
   for _, t in ipairs(threads) do
+    sent_max = math.max(sent_max, t:get("sent"))
     ok = ok + t:get("n2xx")
     bad = bad + t:get("non2xx")
     local e = t:get("first_error")
@@ -46,9 +47,10 @@ function done(summary, latency, requests)
   io.write(string.format(
     'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"ok_2xx":%d,"non_2xx":%d,"statuses":{%s},' ..
     '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"wrk_status_errors":%d,' ..
-    '"latency_us":{"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d},"first_error":%s}\n',
+    '"latency_us":{"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d},"first_error":%s,' ..
+    '"sent_max":%d}\n',
     summary.requests, summary.duration, summary.bytes, ok, bad, table.concat(parts, ","),
     e.connect, e.read, e.write, e.timeout, e.status,
     latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(95),
-    latency:percentile(99), jstr(err)))
+    latency:percentile(99), jstr(err), sent_max))
 end
