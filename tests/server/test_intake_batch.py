@@ -258,7 +258,7 @@ def test_a_batch_that_fails_whole_is_answered_report_by_report(live, db, engine)
         assert _declined().get("batch", 0) == before + 1
     finally:
         with engine.begin() as c:
-            c.execute(text(migration("0022_intake_batch.py").BATCH.replace(":", r"\:")))
+            c.execute(text(migration("0024_intake_new_jobs_together.py").BATCH.replace(":", r"\:")))
     assert db.execute(text("SELECT count(*) FROM reports WHERE client_id = :c"),
                       {"c": body["client_id"]}).scalar_one() == 1
     again = client.post("/api/v1/reports", json=report(lat, lon), headers=auth(tokens["field_worker"]))
