@@ -14,11 +14,13 @@ pool in autocommit, prepared statements, orjson), each giving the database the i
   by `prepare` in the bench database only), which calls `kerbside_locate`, fills in the snapped asset, ward and
   street, and calls `kerbside_intake` with its NOTIFYs inside. It sizes the redesign that would make a report
   one statement (the snap choice and the SLA deadline in SQL): the most that redesign could give.
-- `create_app_batched`, the **batched one-statement floor**: the same statement with group commit, as the API
-  batches (server/reports/batch.py). Each report is queued in the process; a sender (as many as the API has,
+- `create_app_batched`, the **batched floor**: the API's own batch statement, `kerbside_intake_batch` (migrations
+  0022 and 0024: each report located, its caller judged and snapped, the new faults written together, the rest
+  one at a time, one commit for them all), then the batch's NOTIFYs, both as server/reports/batch.py sends them,
+  with group commit as the API batches: each report is queued in the process; a sender (as many as the API has,
   KERBSIDE_INTAKE_BATCH_SENDERS) takes whatever reports are waiting when it comes free (no timer: a report alone
-  goes at once) and sends them as one statement, `kerbside_bench_many`, one subtransaction per report and one
-  commit for them all.
+  goes at once). The item is the one the API builds, less what the app works out per report beyond the floor's
+  parameter (the body validated in full, the answers, the warnings): the database does the intake's work.
 
     uvicorn bench.floor_app:create_app --factory        (KERBSIDE_DATABASE_URL names the database)
     uvicorn bench.floor_app:create_app_one --factory
@@ -76,40 +78,13 @@ BEGIN
 END
 $fn$"""
 
-# The batched one-statement floor's function (bench database only): the reports in the order given, each in a
-# subtransaction of its own, so one that fails (a deadlock on another batch's lock) is answered "retry" and
-# sent again, and the others still commit.
-MANY_SQL = """
-CREATE OR REPLACE FUNCTION kerbside_bench_many(items jsonb) RETURNS text
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  it jsonb;
-  res jsonb := '[]'::jsonb;
-BEGIN
-  FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
-    BEGIN
-      res := res || jsonb_build_array(kerbside_bench_one(it->'p', (it->>'lon')::float8, (it->>'lat')::float8,
-                                                         (it->>'srid')::int, it->>'layer', (it->>'client_id')::uuid,
-                                                         it->>'token_hash')::jsonb);
-    EXCEPTION WHEN deadlock_detected THEN
-      res := res || '"retry"'::jsonb;
-    END;
-  END LOOP;
-  RETURN res::text;
-END
-$fn$"""
-MANY = "SELECT kerbside_bench_many(%(items)s::jsonb)"
-BATCH_MAX = 64  # reports per statement at most
-
-
 ONE = ("SELECT kerbside_bench_one(%(p)s::jsonb, %(lon)s, %(lat)s, %(srid)s, %(layer)s, %(client_id)s, "
        "%(token_hash)s)")
 
 
 def prepare(conn) -> None:
-    """The one-statement floors' functions, in the bench database (a SQLAlchemy connection, in a transaction)."""
+    """The one-statement floor's function, in the bench database (a SQLAlchemy connection, in a transaction)."""
     conn.execute(text(ONE_SQL.replace(":", r"\:")))
-    conn.execute(text(MANY_SQL.replace(":", r"\:")))
 
 
 def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
@@ -120,6 +95,7 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
     from server.jobs import sla
     from server.jobs.transitions import risk_at_for
     from server.outbox.service import CHANNEL as OUTBOX_CHANNEL
+    from server.reports import batch as intake_batch
     from server.reports import service
 
     one = mode != "three"
@@ -202,26 +178,45 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
         """One connection's sender: whatever reports are waiting, as one statement and one commit."""
         while True:
             batch = [await waiting.get()]
-            while len(batch) < BATCH_MAX and not waiting.empty():
+            while len(batch) < intake_batch.BATCH_MAX and not waiting.empty():
                 batch.append(waiting.get_nowait())
             try:
                 async with pool.connection() as conn:
-                    cur = await conn.execute(MANY, {"items": "[" + ",".join(item for item, _ in batch) + "]"},
-                                             prepare=True)
-                    answers = orjson.loads((await cur.fetchone())[0])
+                    cur = await conn.execute(intake_batch.STATEMENT,
+                                             {"items": "[" + ",".join(item for item, _ in batch) + "]"}, prepare=True)
+                    outcomes = orjson.loads((await cur.fetchone())[0])
+                    notes = [n for o in outcomes for n in (o.get("written") or {}).get("notify") or []]
+                    if notes:
+                        await conn.execute(intake_batch.NOTIFY, {"notes": orjson.dumps(notes).decode()},
+                                           prepare=True)
             except Exception as exc:  # the statement failed as a whole: every report in it fails
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
-            for (item, future), written in zip(batch, answers):
-                if written == "retry":
+            for (item, future), outcome in zip(batch, outcomes):
+                if outcome.get("declined") == "40P01":  # a deadlock with another batch: sent again
                     waiting.put_nowait((item, future))
-                else:
-                    future.set_result(written)
+                elif "written" in outcome:
+                    future.set_result(outcome["written"])
+                else:  # nothing the floor's reports should meet: the bench refuses a run with a 500
+                    future.set_exception(RuntimeError(f"the batch declined a floor report: {outcome}"))
 
     def arguments(p: dict, body: PointIn, digest: str) -> dict:
         return {"lon": body.lon, "lat": body.lat, "srid": settings.srid, "layer": category.layer,
                 "client_id": body.client_id, "token_hash": digest, "p": p}
+
+    def item(p: dict, body: PointIn, digest: str) -> dict:
+        """kerbside_intake_ready's item, as service._batch_item builds it (the caller's role is the bench
+        token's), with the members it fills in as the API leaves them."""
+        p["answer"]["job"]["asset"] = {"ref": "", "name": None, "layer": category.layer, "distance_m": 0.0}
+        p["opening_events"][1]["data"].update(hint=None, asset="", runner_up=None, distance_m=0.0)
+        p["report"].update(asset_id=0, snap_distance_m=0.0, runner_up_asset_id=None, runner_up_distance_m=None)
+        p["job"].update(asset_id=0, ward_id=None, street=None)
+        p.update(asset_id=0, geom=None, lock=0, actor="")
+        return {**arguments(p, body, digest), "roles": ["field_worker"], "channels": CHANNELS,
+                "radius_m": category.snap_radius_m, "accuracy_m": 5.0}
+
+    CHANNELS = {"field_worker": "field_app", "admin": "field_app"}
 
     app = FastAPI(title="Kerbside intake floor (what-if)", lifespan=lifespan)
 
@@ -236,7 +231,7 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
         p = params(body, now, digest)
         if mode == "batched":
             future = asyncio.get_running_loop().create_future()
-            waiting.put_nowait((orjson.dumps(arguments(p, body, digest)).decode(), future))
+            waiting.put_nowait((orjson.dumps(item(p, body, digest)).decode(), future))
             written = await future
             return Response(orjson.dumps(written["answer"]), status_code=201, media_type="application/json")
         async with state["pool"].connection() as conn:
@@ -274,6 +269,6 @@ def create_app_one(category_code: str = "street_light", pool_size: int | None = 
 
 
 def create_app_batched(category_code: str = "street_light", pool_size: int | None = None) -> FastAPI:
-    """The batched one-statement floor: `kerbside_bench_one`'s work, reports waiting together sent as one
-    statement with one commit (group commit)."""
+    """The batched floor: the API's batch statement, `kerbside_intake_batch`, and its NOTIFYs, for the reports
+    waiting together (group commit)."""
     return _app("batched", category_code, pool_size)

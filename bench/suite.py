@@ -342,7 +342,8 @@ def main(out: dict, engine, env, dsn, url, field_token, advisor_token, coords, j
             _check(p, f"{name} round {rnd}")
     Console(stderr=True).print(ib.intake_table(rows, "POST reports"))
     out["intake"] = {"rounds": [{"round": rnd, **{k: _phase_dict(p) for k, p in ph.items()}} for _, rnd, ph in rows],
-                     "summary": ib.summarise(rows)[workers]}
+                     # what the batched floor sends (bench/floor_app.py): the API's own batch statement
+                     "summary": {**ib.summarise(rows)[workers], "floor_statement": "kerbside_intake_batch"}}
 
     console.rule("reads")
     with psycopg.connect(dsn) as conn:
