@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # A/B at 1M lamp columns, 1 against 2: 1,433 against 1,370 reports a second, less CPU per report in the app
     # and in PostgreSQL). At most the async pool's size.
     intake_batch_senders: int = Field(1, ge=1, le=200)
+    # Under load (the last batch held at least 4 reports), a sender that finds fewer than half as many waiting
+    # waits this long once for the reports on their way (their devices have just had their answers), so that
+    # what would be two statements is one, with less work per report. A report with no load before it is sent
+    # at once. 0: never wait. In four A/Bs at 1M lamp columns (alternating rounds, medians of the rounds' ratios)
+    # 0.5, 1, 2 and again 1 ms served 1 %, 8 %, 5 % and 1 % more reports a second than not waiting, with less CPU
+    # per report in the app in each: a small gain, within the machine's noise in two of the four.
+    intake_batch_linger_ms: float = Field(1.0, ge=0, le=50)
     # How long a request waits for a free pooled connection before it is answered 503 (a stalled or
     # overloaded database must not pile up requests without bound).
     db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300)

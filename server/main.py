@@ -98,7 +98,8 @@ def create_app() -> FastAPI:
         app.state.intake_pool = await db.open_async_pool()
         app.state.intake_batcher = IntakeBatcher(app.state.intake_pool,
                                                  min(settings.intake_batch_senders, settings.db_async_pool_size),
-                                                 settings.db_pool_timeout_seconds)
+                                                 settings.db_pool_timeout_seconds,
+                                                 settings.intake_batch_linger_ms / 1000)
         try:
             yield
         finally:

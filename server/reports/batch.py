@@ -3,9 +3,14 @@
 Each API process keeps one IntakeBatcher beside its async pool (server/main.py). A report the batched path can
 take (server/reports/service.py submit_report_async) is queued here as its kerbside_intake_ready item; each of
 the batcher's senders (KERBSIDE_INTAKE_BATCH_SENDERS, one by default) takes every report waiting when it comes
-free (up to BATCH_MAX; there is no timer, so a report alone goes at once) and sends them as one statement,
+free (up to BATCH_MAX) and sends them as one statement,
 kerbside_intake_batch (migration 0022): one round trip, one pool checkout and one commit for them all. Each
 report is its own subtransaction there, so one that fails is declined alone, with nothing of it stored.
+
+There is no timer for a report alone: it goes at once. Under load (the sender's last batch held LINGER_AFTER
+reports or more) a sender that finds fewer than half as many waiting waits once, KERBSIDE_INTAKE_BATCH_LINGER_MS
+(1 ms by default), for the reports on their way: the answers to its last batch have just gone out, and their
+devices' next reports are being read. What would be two statements is then one, with less work per report.
 
 Every report is answered from the batch's result: its own outcome (written, or declined with the reason). When
 the statement fails as a whole (a broken connection, a database restarting) whether the batch was committed is
@@ -29,6 +34,7 @@ from server.metrics import INTAKE_BATCH
 log = logging.getLogger("kerbside.intake")
 
 BATCH_MAX = 32  # reports per statement: each is a subtransaction, and PostgreSQL caches 64 per transaction
+LINGER_AFTER = 4  # a last batch this large means load: a sender finding fewer than half as many waits once
 STATEMENT = "SELECT kerbside_intake_batch(%(items)s::jsonb)"
 # The intake's NOTIFYs (a batch's, or one report's on the two-statement path), after its commit, as a
 # transaction of their own: it writes nothing, so it holds the notification queue lock only for a moment, instead
@@ -50,9 +56,11 @@ class _Waiting:
 class IntakeBatcher:
     """The process's intake queue and its senders (see the module)."""
 
-    def __init__(self, pool: AsyncConnectionPool, senders: int, wait_seconds: float) -> None:
+    def __init__(self, pool: AsyncConnectionPool, senders: int, wait_seconds: float,
+                 linger_seconds: float = 0.0) -> None:
         self._pool = pool
         self._wait = wait_seconds
+        self._linger = linger_seconds
         self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._senders = [asyncio.create_task(self._send(), name=f"intake-batch-{i}") for i in range(senders)]
 
@@ -96,15 +104,23 @@ class IntakeBatcher:
             entry.taken = True
             batch.append(entry)
 
+    def _drain(self, batch: list[_Waiting]) -> None:
+        while len(batch) < BATCH_MAX and not self._waiting.empty():
+            self._take(self._waiting.get_nowait(), batch)
+
     async def _send(self) -> None:
+        last = 0
         while True:
             batch: list[_Waiting] = []
             self._take(await self._waiting.get(), batch)
-            while len(batch) < BATCH_MAX and not self._waiting.empty():
-                self._take(self._waiting.get_nowait(), batch)
-            if not batch:
-                continue
             try:
+                self._drain(batch)
+                if self._linger and last >= LINGER_AFTER and len(batch) < last // 2:  # see the module
+                    await asyncio.sleep(self._linger)
+                    self._drain(batch)
+                last = len(batch)
+                if not batch:
+                    continue
                 await self._run(batch)
             except PoolTimeout as exc:  # no connection came free: nothing was sent, and none will come sooner
                 for entry in batch:

@@ -378,3 +378,66 @@ def test_a_batch_the_database_holds_answers_503s_and_stores_what_it_took_once(li
     assert isinstance(second, PoolTimeout) and isinstance(first, PoolTimeout)
     assert second_at < first_at  # the queued one was refused first, the held one after its second wait
     assert stored(held) == 1 and stored(queued) == 0
+
+
+def test_under_load_a_sender_waits_once_for_the_reports_on_their_way(live, db):
+    """KERBSIDE_INTAKE_BATCH_LINGER_MS: after a batch of eight (load), a sender that finds one report waiting waits
+    once, and a report arriving meanwhile goes in the same statement. After a batch of two (no load), or with the
+    wait set to 0, the same two reports go as two statements."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from server.auth.tokens import hash_token
+    from server.config import Settings, get_settings
+    from server.deps import Caller
+    from server.reports import service
+    from server.reports.batch import IntakeBatcher
+    from server.reports.router import REPORTERS, channel_for
+    from server.reports.schemas import ReportIn
+
+    _, tokens = live
+    caller = Caller(hash_token(tokens["field_worker"]), REPORTERS)
+    items = [service._batch_item(caller, ReportIn.model_validate({**report(lat, lon), "lat": lat}), channel_for)
+             for _, lat, lon in (lamp_column(db) for _ in range(24))]
+    url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    async def pair(batcher: IntakeBatcher, first: str, second: str) -> list[dict]:
+        """`first` now and `second` 5 ms later, as a device's report on its way."""
+        loop = asyncio.get_running_loop()
+        later: list = []
+        loop.call_later(0.005, lambda: later.append(asyncio.ensure_future(batcher.submit(second))))
+        one = await batcher.submit(first)
+        while not later:
+            await asyncio.sleep(0.001)
+        return [one, await later[0]]
+
+    async def scenario(linger: float, items: list[str]) -> list[tuple[float, float]]:
+        async def autocommit(conn):
+            await conn.set_autocommit(True)
+
+        pool = AsyncConnectionPool(url, min_size=1, max_size=1, open=False, configure=autocommit)
+        await pool.open(wait=True)
+        batcher = IntakeBatcher(pool, 1, 5.0, linger)
+        seen = [_batches()]
+        try:
+            out = await asyncio.gather(*(batcher.submit(it) for it in items[:8]))  # load: one batch of eight
+            seen.append(_batches())
+            out += await pair(batcher, items[8], items[9])
+            seen.append(_batches())
+            out += await pair(batcher, items[10], items[11])
+            seen.append(_batches())
+        finally:
+            await batcher.close()
+            await pool.close()
+        assert all("written" in o for o in out), out
+        return [(b - a, r - q) for (a, q), (b, r) in zip(seen, seen[1:])]
+
+    with ThreadPoolExecutor(1) as thread:
+        waiting = thread.submit(asyncio.run, scenario(0.05, items[:12])).result()
+        never = thread.submit(asyncio.run, scenario(0.0, items[12:])).result()
+    # (statements, reports): eight together; then, waiting, two in one; then, the load gone, two in two
+    assert waiting == [(1, 8), (1, 2), (2, 2)]
+    assert never[1] == (2, 2)  # not waiting: the report on its way goes in a statement of its own
+    assert Settings(_env_file=None).intake_batch_linger_ms == 1.0
