@@ -71,8 +71,8 @@ def render(r: dict) -> str:
     sla = r["sla"]
     sync = r["sync"]
     g1 = (vs_bare >= 0.5, worst <= 50)
-    # Met by less than the spread between runs (two make bench runs of the same code and load on 7 Dec gave 0.47
-    # and 0.53): said in the verdict, and the notes on where the time goes are shown as for a goal not met.
+    # Met by less than the spread between runs (make bench runs at the same load on 7 Dec gave 0.47, 0.53 and
+    # 0.53): said in the verdict, and the notes on where the time goes are shown as for a goal not met.
     g1_on_line = g1[0] and vs_bare < 0.55
     g2 = (snap1["locate"]["p99"] <= 2, snapb["locate"]["p50"] <= 2 * snap1["locate"]["p50"])
     g3 = (job["p99"] <= 10, ogc_p95 <= 150, ogc_ours >= 2 * ogc_theirs)
@@ -201,10 +201,10 @@ def render(r: dict) -> str:
     if g1_on_line:
         per_round = ", ".join(f"{rd['intake']['rps'] / rd['bare']['rps']:.2f}" for rd in r["intake"]["rounds"])
         L += [f"**On the line.** The ratio is over 0.5 by less than it moves between runs: by round it was "
-              f"{per_round}; of two `make bench` runs of the same code and load on 7 December (migration 0024, "
-              "new faults only), one gave 0.47× and one 0.53× (git history), the bare baseline moving more between "
-              "runs than the intake. Another run on this kind of machine may well fall under the line, so what "
-              "follows is shown as for a goal not met.", ""]
+              f"{per_round}; the two `make bench` runs at this load on 7 December before the batch sender's "
+              "wait under load (migration 0024, new faults only) gave 0.47× and 0.53× (git history), the bare "
+              "baseline moving more between runs than the intake. Another run on this kind of machine may well "
+              "fall under the line, so what follows is shown as for a goal not met.", ""]
     L += NOTES.get("intake", []) if not all(g1) or g1_on_line else []
     # ---- snap
     L += ["", "## 2. Snap query alone", "",
