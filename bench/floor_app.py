@@ -213,10 +213,9 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
         p["report"].update(asset_id=0, snap_distance_m=0.0, runner_up_asset_id=None, runner_up_distance_m=None)
         p["job"].update(asset_id=0, ward_id=None, street=None)
         p.update(asset_id=0, geom=None, lock=0, actor="")
-        return {**arguments(p, body, digest), "roles": ["field_worker"], "channels": CHANNELS,
+        return {**arguments(p, body, digest), "roles": ["field_worker"],
+                "channels": {"field_worker": "field_app", "admin": "field_app"},
                 "radius_m": category.snap_radius_m, "accuracy_m": 5.0}
-
-    CHANNELS = {"field_worker": "field_app", "admin": "field_app"}
 
     app = FastAPI(title="Kerbside intake floor (what-if)", lifespan=lifespan)
 

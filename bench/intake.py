@@ -14,6 +14,7 @@ the intake alone on its own database (prints a table).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -353,6 +354,17 @@ class Phase:
 _NEXT_POINT: dict[str, int] = {}
 
 
+def _lines(coords: Path) -> int:
+    """Lines in a points file, counted once per version of it (every fresh phase asks)."""
+    return _count_lines(str(coords), coords.stat().st_mtime_ns)
+
+
+@functools.cache
+def _count_lines(path: str, _version: int) -> int:
+    with open(path) as fh:
+        return sum(1 for _ in fh)
+
+
 def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, connections: int, threads: int,
             observed_at: str, log: Path, name: str, app_pid: int, engine=None, script: Path = LUA,
             extra: str = "", fresh: bool = False) -> Phase:
@@ -387,7 +399,7 @@ def run_wrk(base: str, path: str, token: str, coords: Path, *, duration: int, co
     if fresh:
         used = threads * d["sent_max"]
         _NEXT_POINT[str(coords)] = start + used
-        lines = sum(1 for _ in open(coords))
+        lines = _lines(coords)
         d["points"] = {"from": start, "used": used, "lines": lines, "wrapped": start + used > lines}
     if db0 is not None:
         d["db"] = db_split(db0, db1, d["requests"], d["duration_us"] / 1e6)
