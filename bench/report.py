@@ -165,7 +165,8 @@ def render(r: dict) -> str:
              "are. The order rotates each round." if old_floors else
              ("(`floor1b`, bench/floor_app.py `create_app_batched`: the intake's database work, the same "
                 "statements, behind the bare baseline's app: the API's own batch statement, `kerbside_intake_batch`, "
-                "for the reports waiting together, then their NOTIFYs, as the API sends them; everything the intake "
+                "for the reports waiting together (with the API's wait under load), then their NOTIFYs, as the API "
+                "sends them; everything the intake "
                 "does in Python is cut to the least that gives the database the same work)"
                 if r["intake"]["summary"].get("floor_statement") == "kerbside_intake_batch" else
                 "(`floor1b`, bench/floor_app.py `create_app_batched`: the intake's database work for a report, "
@@ -176,7 +177,8 @@ def render(r: dict) -> str:
              + ". The floor is the most any app-side change could give "
              "the intake. The order rotates each round. The API takes a report like these by group commit "
              "(server/reports/batch.py, migration 0022): the reports waiting in one API process when a connection "
-             "of its pool comes free (no timer) go as one statement, `kerbside_intake_batch`, which locates, "
+             "of its pool comes free go as one statement (under load, a sender finding fewer waiting than last "
+             "time waits once, 1 ms, for those on their way), `kerbside_intake_batch`, which locates, "
              "judges the caller and snaps each, writes the new faults together (one INSERT each for their jobs, "
              "reports, timelines and dispatch messages: migration 0024) and the rest each in a subtransaction of "
              "its own, with one commit for all; "
@@ -467,7 +469,9 @@ def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: t
             "1,433; a second sender that joins only when 4 reports wait, 1,135 against 1,167; each batch's COMMIT "
             "sent while the next batch's statement runs (the machine 87–89 % busy instead of 80–86 %, but smaller "
             "batches and a round trip more), 1,126 against 1,204; three and four API workers, 1,118 and 1,062 "
-            "against two's 1,138. Kept: under load, a sender that finds fewer than half as many reports waiting "
+            "against two's 1,138; on 8 Dec, one API worker with one sender used less CPU per report (1.03 against "
+            "1.29 ms: batches twice the size, and one backend writing at a time) but left the machine 63 % busy, "
+            "0.91× two workers' throughput, and one worker with two senders 0.97×. Kept: under load, a sender that finds fewer than half as many reports waiting "
             "as its last batch held waits once, 1 ms, for those on their way (`KERBSIDE_INTAKE_BATCH_LINGER_MS`): "
             "+1 %, +8 %, +5 % and +1 % in four A/Bs (0.5, 1, 2 and 1 ms), less app CPU per report in each. "
             "Sampled under the load of the day's earlier runs (reports repeating 20,000 points), "
@@ -498,7 +502,10 @@ def _floor_batched(it: dict, ia: float, ib_: float, ba: float, bb: float, f1b: t
             "lamp-column foreign keys of jobs and reports replaced by guards, as migration 0006 did for categories "
             "and wards (+7 % and +2 % in two A/Bs, within the noise, and a guard cannot stop a delete that races an "
             "uncommitted report); the keys from reports, timeline rows and dispatch messages to jobs as well (+1 %); "
-            "an attach that leaves updated_at alone, so that its UPDATE is HOT (0.01 ms a report). A WAL flush "
+            "an attach that leaves updated_at alone, so that its UPDATE is HOT (0.01 ms a report). Kept on 8 Dec: "
+            "two SQL functions that PostgreSQL could not inline had been parsed and planned again in every batch "
+            "(9.5 % of a backend's time for batches of one, in `perf`); migration 0025 takes that out: -5 % "
+            "database time a report in one connection, +7 % req/s under wrk (6 alternating rounds). A WAL flush "
             "takes about 0.09 ms on this disk (`pg_test_fsync`).",
             ""]
 
@@ -527,7 +534,8 @@ def notes(r: dict) -> dict[str, list[str]]:
          "`kerbside_intake_batch` locates each, judges its caller and snaps it, then writes it (lock, duplicate, "
          "job, report, timeline, dispatch): the new faults together, one INSERT each for their jobs, reports, "
          "timelines and dispatch messages (migration 0024), the rest a subtransaction each, and one commit for the "
-         "batch; the NOTIFYs follow in one statement per batch. The bare baseline sends two statements per report. "
+         "batch, with nothing in it parsed or planned again from one batch to the next (migration 0025); the "
+         "NOTIFYs follow in one statement per batch. The bare baseline sends two statements per report. "
          if batched else
          "**Where the time goes.** A report takes two statements and, for its wake-ups, a third; the bare "
          "baseline takes two. All run in autocommit on psycopg 3 from an async pool, prepared, with no thread and "
