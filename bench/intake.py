@@ -313,6 +313,24 @@ def cpu_split(before: dict[str, float], after: dict[str, float], requests: int) 
 QUIET_WAIT = 180  # seconds wait_quiet waits at most (bench.suite lowers it: it has many phases)
 
 
+# What the servers measured write: the intake's tables and the baselines' one.
+SETTLE_TABLES = ("jobs, reports, job_events, reporter_contacts, contact_queue, received_queue, outbox_messages, "
+                 "chasers, bench_baseline_reports")
+
+
+def settle(engine) -> None:
+    """The same start for every phase: the tables the servers write vacuumed and analysed, then a checkpoint, so
+    that neither autovacuum nor a checkpoint's writes fall inside one server's phase rather than another's (the
+    intake's WAL alone starts a checkpoint every minute or so under PostgreSQL's default max_wal_size)."""
+    from sqlalchemy import text
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        have = conn.execute(text("SELECT to_regclass('bench_baseline_reports') IS NOT NULL")).scalar_one()
+        tables = SETTLE_TABLES if have else SETTLE_TABLES.replace(", bench_baseline_reports", "")
+        conn.execute(text(f"VACUUM (ANALYZE) {tables}"))
+    _pg("checkpoint")  # a superuser's command: the cluster's own script runs it
+
+
 def wait_quiet(limit: float = 25.0, max_wait: int | None = None) -> float:
     """Wait until the machine is mostly idle (others' tests share it); returns the last busy % seen."""
     busy = 100.0
@@ -481,10 +499,12 @@ def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, wor
                    duration: int, warmup: int, connections: int, threads: int, log: Path,
                    intake_app: str = INTAKE_APP,
                    servers: tuple[str, ...] = ("intake", "orm", "bare", "floor1b"),
-                   quiet: bool = True, fresh: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
+                   quiet: bool = True, fresh: bool = True,
+                   settled: bool = True) -> list[tuple[int, int, dict[str, Phase]]]:
     """Each worker count, `rounds` rounds of every server one after the other (the order rotates each round, so
     a drift in the shared machine's speed falls on all of them); rows of (workers, round, {server: Phase}).
-    `fresh` (the default): every report, warm-ups included, at a point no earlier one was at (see run_wrk)."""
+    `fresh` (the default): every report, warm-ups included, at a point no earlier one was at (see run_wrk).
+    `settled` (the default): each server's phase starts from `settle` (vacuumed tables, a checkpoint)."""
     observed_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     kw = dict(duration=duration, connections=connections, threads=threads, observed_at=observed_at, log=log,
               fresh=fresh)
@@ -498,6 +518,8 @@ def measure_intake(engine, env: dict[str, str], token: str, coords: Path, *, wor
             for name in order:
                 app, path, needs_token = SERVERS[name]
                 app = intake_app if name == "intake" else app
+                if settled:
+                    settle(engine)
                 idle = wait_quiet() if quiet else None
                 with server(app, w, env, log) as (base, pid):
                     if warmup:

@@ -94,14 +94,8 @@ def _queued(engine) -> int:
 
 
 def _settle(url: str) -> None:
-    """The same start for every phase: the tables the intake writes vacuumed and analysed, then a checkpoint, so
-    that neither autovacuum nor a checkpoint's writes fall inside one phase rather than another."""
-    import psycopg
-
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) jobs, reports, job_events, reporter_contacts, contact_queue, "
-                     "received_queue, outbox_messages, chasers")
-    B._pg("checkpoint")  # a superuser's command: the cluster's own script runs it
+    """The same start for every phase (bench/intake.py `settle`)."""
+    B.settle(B._engine(url))
 
 
 def _write_queued(engine) -> dict:

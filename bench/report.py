@@ -71,9 +71,9 @@ def render(r: dict) -> str:
     sla = r["sla"]
     sync = r["sync"]
     g1 = (vs_bare >= 0.5, worst <= 50)
-    # Met by less than the spread between runs (make bench runs at the same load on 7 Dec gave 0.47, 0.53 and
-    # 0.53): said in the verdict, and the notes on where the time goes are shown as for a goal not met.
-    g1_on_line = g1[0] and vs_bare < 0.55
+    # Within the spread between runs of 0.5 (make bench runs at the same load gave 0.47, 0.53 and 0.53 on 7 Dec,
+    # 0.48 on 8 Dec): said in the verdict, and the notes on where the time goes are shown as for a goal not met.
+    g1_near = abs(vs_bare - 0.5) < 0.05
     g2 = (snap1["locate"]["p99"] <= 2, snapb["locate"]["p50"] <= 2 * snap1["locate"]["p50"])
     g3 = (job["p99"] <= 10, ogc_p95 <= 150, ogc_ours >= 2 * ogc_theirs)
     # O(open jobs) would walk the partial indexes' ~1M entries (thousands of pages); O(changing) touches a few
@@ -120,7 +120,7 @@ def render(r: dict) -> str:
             if it.get("floor_vs_bare") else
             f"; its database work behind the bare app (floor) {it['floor1b_vs_bare']:.2f}× bare"
             if it.get("floor1b_vs_bare") else "")
-        + f" | ratio {_v(g1[0])}{', on the line' if g1_on_line else ''}, p99 {_v(g1[1])} |",
+        + f" | ratio {_v(g1[0])}{', on the line' if g1_near else ''}, p99 {_v(g1[1])} |",
         f"| 2 | snap alone: p99 ≤ 2 ms at 1M; median at 10M ≤ 2× median at 1M | `kerbside_locate` p99 "
         f"{snap1['locate']['p99']:.2f} ms at {_n(main)}; median {snap1['locate']['p50']:.2f} → "
         f"{snapb['locate']['p50']:.2f} ms at {_n(big)} ({snapb['locate']['p50'] / snap1['locate']['p50']:.2f}×) | "
@@ -146,7 +146,12 @@ def render(r: dict) -> str:
     # ---- intake
     old_floors = "floor" in r["intake"]["rounds"][0]  # runs before the intake batched (migration 0022)
     L += ["## 1. Intake against two baselines, and its floor", "",
-          "Servers, each `uvicorn --workers 2`, warmed up then driven by `wrk -t2 -c16` with "
+          "Servers, each `uvicorn --workers 2`, "
+          + ("each phase started from the same state (the written tables vacuumed and analysed, then a checkpoint: "
+             "under PostgreSQL's default max_wal_size the intake's WAL starts a checkpoint every minute or so, and "
+             "one starting inside a phase made it up to a fifth slower), "
+             if r["intake"]["summary"].get("settled") else "")
+          + "warmed up then driven by `wrk -t2 -c16` with "
           "`bench/post_reports.lua` (street-light reports within ~5 m of random lamp columns, unique client_id"
           + (f"; {_fresh_points(r)}" if "points" in r["intake"]["rounds"][0]["intake"] else
              "; the points drawn at random from 20,000 for the whole run, so most of the intake's reports attached "
@@ -200,14 +205,15 @@ def render(r: dict) -> str:
           if it.get("floor1_vs_bare") else "") + (
           f"; batched {_n(rps['floor1b'])}, floor1b/bare **{it['floor1b_vs_bare']:.2f}**"
           if it.get("floor1b_vs_bare") else "") + ".", ""]
-    if g1_on_line:
+    if g1_near:
         per_round = ", ".join(f"{rd['intake']['rps'] / rd['bare']['rps']:.2f}" for rd in r["intake"]["rounds"])
-        L += [f"**On the line.** The ratio is over 0.5 by less than it moves between runs: by round it was "
-              f"{per_round}; the two `make bench` runs at this load on 7 December before the batch sender's "
-              "wait under load (migration 0024, new faults only) gave 0.47× and 0.53× (git history), the bare "
-              "baseline moving more between runs than the intake. Another run on this kind of machine may well "
-              "fall under the line, so what follows is shown as for a goal not met.", ""]
-    L += NOTES.get("intake", []) if not all(g1) or g1_on_line else []
+        L += [f"**On the line.** The ratio is {'over' if g1[0] else 'under'} 0.5 by less than it moves between "
+              f"runs: by round it was {per_round}. The `make bench` runs at this load (new faults only, since "
+              "migration 0024) gave 0.47×, 0.53× and 0.53× on 7 December, and 0.48× (two rounds, its first slowed "
+              "by a checkpoint) on 8 December with migration 0025 (git history); the bare baseline moves between "
+              "runs as much as the intake. Another run on this kind of machine may well land on the other side of "
+              "the line" + (", so what follows is shown as for a goal not met." if g1[0] else "."), ""]
+    L += NOTES.get("intake", []) if not all(g1) or g1_near else []
     # ---- snap
     L += ["", "## 2. Snap query alone", "",
           "`bench/snap.py`: one connection, server-side prepared, 3,000 calls each (after 300 warm-up), "

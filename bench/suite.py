@@ -179,7 +179,7 @@ def run(
     duration: Annotated[int, typer.Option(help="seconds measured per wrk phase at the main size")] = 20,
     growth_duration: Annotated[int, typer.Option(help="seconds per wrk phase of a growth row")] = 10,
     warmup: Annotated[int, typer.Option(help="warm-up seconds per wrk phase")] = 5,
-    rounds: Annotated[int, typer.Option(help="rounds of intake vs baselines, and of OGC vs pygeoapi")] = 2,
+    rounds: Annotated[int, typer.Option(help="rounds of intake vs baselines, and of OGC vs pygeoapi")] = 3,
     connections: Annotated[int, typer.Option(help="wrk connections for intake and job reads")] = 16,
     ogc_connections: Annotated[int, typer.Option(help="wrk connections for the OGC items comparison")] = 4,
     workers: Annotated[int, typer.Option(help="uvicorn workers for every server")] = 2,
@@ -247,10 +247,10 @@ def run(
                 reads.items_paths(reads.bboxes(conn, layer="street_lights"), lights_file, "/ogc", "street_lights")
             coords = WORK / f"points_{size}.txt"
             # Enough points that no intake report of the run repeats another's (run_wrk's `fresh`): the main size
-            # takes about 400,000 reports over its growth row and its rounds of the four servers, and a phase uses
-            # up to its threads × the most one thread sent.
+            # takes about 600,000 reports over its growth row and its three rounds of the four servers (the bare
+            # baseline's phases the most), and a phase uses up to its threads × the most one thread sent.
             with console.status(f"sampling report points at {size:,}"):
-                ib.sample_points(engine, min(700_000 if size == main_size else 60_000, size // 2), 1, coords)
+                ib.sample_points(engine, min(900_000 if size == main_size else 60_000, size * 9 // 10), 1, coords)
             with console.status(f"snap query alone at {size:,}"):
                 out["snap"][size] = snap.measure(dsn, coords, srid)
             s = out["snap"][size]
@@ -343,7 +343,8 @@ def main(out: dict, engine, env, dsn, url, field_token, advisor_token, coords, j
     Console(stderr=True).print(ib.intake_table(rows, "POST reports"))
     out["intake"] = {"rounds": [{"round": rnd, **{k: _phase_dict(p) for k, p in ph.items()}} for _, rnd, ph in rows],
                      # what the batched floor sends (bench/floor_app.py): the API's own batch statement
-                     "summary": {**ib.summarise(rows)[workers], "floor_statement": "kerbside_intake_batch"}}
+                     "summary": {**ib.summarise(rows)[workers], "floor_statement": "kerbside_intake_batch",
+                                 "settled": True}}
 
     console.rule("reads")
     with psycopg.connect(dsn) as conn:
