@@ -321,7 +321,7 @@ SETTLE_TABLES = ("jobs, reports, job_events, reporter_contacts, contact_queue, r
 def settle(engine) -> None:
     """The same start for every phase: the tables the servers write vacuumed and analysed, then a checkpoint, so
     that neither autovacuum nor a checkpoint's writes fall inside one server's phase rather than another's (the
-    intake's WAL alone starts a checkpoint every minute or so under PostgreSQL's default max_wal_size)."""
+    intake's WAL alone starts a checkpoint every one to two minutes under PostgreSQL's default max_wal_size)."""
     from sqlalchemy import text
 
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
