@@ -209,8 +209,8 @@ def render(r: dict) -> str:
         per_round = ", ".join(f"{rd['intake']['rps'] / rd['bare']['rps']:.2f}" for rd in r["intake"]["rounds"])
         L += [f"**On the line.** The ratio is {'over' if g1[0] else 'under'} 0.5 by less than it moves between "
               f"runs: by round it was {per_round}. The `make bench` runs at this load (new faults only, since "
-              "migration 0024) gave 0.47×, 0.53× and 0.53× on 7 December, and 0.48× (two rounds, 0.43 and 0.54, "
-              "with checkpoints starting during its first) on 8 December with migration 0025 (git history); the bare baseline moves between "
+              "migration 0024) gave 0.47×, 0.53× and 0.53× on 7 December, and 0.48× (two rounds: 0.43 and 0.54) "
+              "on 8 December with migration 0025 (git history); the bare baseline moves between "
               "runs as much as the intake. Another run on this kind of machine may well land on the other side of "
               "the line" + (", so what follows is shown as for a goal not met." if g1[0] else "."), ""]
     L += NOTES.get("intake", []) if not all(g1) or g1_near else []
