@@ -85,6 +85,7 @@ class FixMyStreet:
     def __init__(self, client, api_key: str, *, multi_photos: bool = True, upload_files: bool = False):
         self.client, self.api_key = client, api_key
         self.multi_photos, self.upload_files = multi_photos, upload_files
+        self.confirmed: dict[int, datetime] = {}  # each comment's confirmed time, sent as is on every retry
 
     def get(self, path: str, params: dict | None = None):
         return self.client.get(f"{V2}/{path}", params={**(params or {}), "jurisdiction_id": JURISDICTION})
@@ -141,8 +142,10 @@ class FixMyStreet:
 
     def post_service_request_update(self, service_request_id: str, comment_id: int, text_: str,
                                     status: str = "OPEN", photos: list[str] | None = None):
-        """_populate_service_request_update_params for a comment by a logged-in resident."""
-        params = {"updated_datetime": w3cdtf(datetime.now(timezone.utc)), "service_request_id": service_request_id,
+        """_populate_service_request_update_params for a comment by a logged-in resident: updated_datetime is the
+        comment's confirmed time, the same when the update is sent again."""
+        confirmed = self.confirmed.setdefault(comment_id, datetime.now(timezone.utc))
+        params = {"updated_datetime": w3cdtf(confirmed), "service_request_id": service_request_id,
                   "status": status, "description": text_, "last_name": "Resident", "first_name": "Alex",
                   "email": "alex.resident@example.org", "update_id": str(comment_id)}
         if photos:
