@@ -177,15 +177,17 @@ def _app(mode: str, category_code: str, pool_size: int | None) -> FastAPI:
     async def send_batches(pool) -> None:
         """One connection's sender: whatever reports are waiting, as one statement and one commit; under load it
         waits once for the reports on their way, as the API's sender does (server/reports/batch.py)."""
+        def drain(batch: list) -> None:
+            while len(batch) < intake_batch.BATCH_MAX and not waiting.empty():
+                batch.append(waiting.get_nowait())
+
         linger, last = settings.intake_batch_linger_ms / 1000, 0
         while True:
             batch = [await waiting.get()]
-            while len(batch) < intake_batch.BATCH_MAX and not waiting.empty():
-                batch.append(waiting.get_nowait())
+            drain(batch)
             if linger and last >= intake_batch.LINGER_AFTER and len(batch) < last // 2:
                 await asyncio.sleep(linger)
-                while len(batch) < intake_batch.BATCH_MAX and not waiting.empty():
-                    batch.append(waiting.get_nowait())
+                drain(batch)
             last = len(batch)
             try:
                 async with pool.connection() as conn:

@@ -93,11 +93,6 @@ def _queued(engine) -> int:
         return conn.execute(text("SELECT count(*) FROM contact_queue")).scalar_one()
 
 
-def _settle(url: str) -> None:
-    """The same start for every phase (bench/intake.py `settle`)."""
-    B.settle(B._engine(url))
-
-
 def _write_queued(engine) -> dict:
     """What the outbox worker does with the queue after the run: its batches timed, off any request's path."""
     from sqlalchemy.orm import Session
@@ -279,7 +274,7 @@ def run(
     extras = {"plain": "", "contact": ',"contact":' + json.dumps(CONTACT, separators=(",", ":")),
               "same": ',"contact":' + json.dumps(SAME, separators=(",", ":"))}
     rows = []
-    _settle(url)
+    B.settle(engine)  # the same start for every phase
     B.wait_quiet(max_wait=quiet_wait)
     # One API for the whole run, its connections warm, the phases in short interleaved slices: a drift of the
     # machine or of the growing tables falls on all three alike.
@@ -306,7 +301,7 @@ def run(
     if any(not p.valid for _, r in rows for p in r.values()):
         console.print(f"[bold red]some responses were not 2xx: not a valid result[/] (see {log})")
         raise typer.Exit(1)
-    _settle(url)
+    B.settle(engine)  # the same start for every phase
     queued = _write_queued(engine)
     section = _section(command, B.machine_info(engine), {"started": started.astimezone(), "assets": assets,
                                                          "connections": connections, "duration": duration,
